@@ -1,0 +1,148 @@
+"""The USP attention core: Ulysses all-to-all around a local attention kernel. No diffusers imports.
+
+Notation: P ranks, this is rank r. Sharded tokens arrive as `[B, S/P, H, D]` (sequence-local, all heads) and are
+attended as `[B, S, H/P, D]` (all tokens, local heads). Three ways in:
+
+- `ulysses_attention`: sharded Q/K/V, optionally with a replicated Q/K/V block (front or back) and a replicated K/V
+  prefix. One all-to-all in, one out.
+- `local_attention`: queries sharded, keys/values fully replicated (cross-attention). Softmax is per query row, so
+  attending local queries to the full K/V is exact and needs no collective.
+- `head_parallel_attention`: nothing sharded (every rank holds the full Q/K/V). Each rank attends its own heads and
+  one all-gather completes them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .comm import (
+    all_gather_heads,
+    all_to_all,
+    comm_stream,
+    head_split,
+    pack_out,
+    pack_qkv,
+    unpack_heads,
+    unpack_qkv,
+)
+from .state import UlyssesGroup
+
+# A kernel takes BSHD query, key, value (key/value heads may be fewer: GQA) and an attention mask or None, and returns
+# the BSHD output.
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def _expand_kv(k: torch.Tensor, v: torch.Tensor, index: tuple[int, ...] | None):
+    """Give every local query head its own K/V head where the local GQA grouping is not uniform."""
+    if index is None:
+        return k, v
+    idx = torch.tensor(index, device=k.device)
+    return k.index_select(2, idx), v.index_select(2, idx)
+
+
+def ulysses_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    kernel: Kernel,
+    group: UlyssesGroup,
+    *,
+    replicated: int = 0,
+    replicated_front: bool = True,
+    kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Attention over a sequence sharded across `group`, with exactly one all-to-all in and one out.
+
+    Args:
+        query, key, value (`torch.Tensor`):
+            This rank's `[B, L, H, D]` tensors (`Hkv` may divide `Hq`). `L = S/P + replicated`.
+        kernel (`Callable`): the local attention on `[B, S', h, D]` tensors.
+        group (`UlyssesGroup`): the ranks sharing the sequence.
+        replicated (`int`, defaults to 0):
+            The number of tokens, at the front (`replicated_front`) or back of `L`, that every rank holds identically
+            (for example text tokens whose count does not divide by P). They are never sent: each rank slices its
+            heads of them locally, and their output rows ride in the output all-to-all.
+        kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*):
+            Replicated `[B, T, Hkv, D]` key and value tokens that extra to the sequence (a reference image, a cache).
+            Sliced locally by head, never sent.
+
+    Returns:
+        `[B, L, H, D]`, rows in the order of `query`.
+    """
+    B, L, Hq, D = query.shape
+    P, rank = group.size, group.rank
+    split = head_split(Hq, key.shape[2], P)
+    (q0, q1), (kv0, kv1) = split.q[rank], split.kv[rank]
+    sharded = slice(replicated, L) if replicated_front else slice(0, L - replicated)
+    rep = slice(0, replicated) if replicated_front else slice(L - replicated, L)
+
+    stream = comm_stream(query.device)
+    if stream is None:
+        recv = all_to_all(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group)
+    else:
+        compute = torch.cuda.current_stream(query.device)
+        stream.wait_stream(compute)
+        with torch.cuda.stream(stream):
+            recv = all_to_all(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group)
+    # Meanwhile, on the compute stream: this rank's heads of the replicated tokens, which need no communication.
+    k_parts, v_parts, q_parts = [], [], []
+    if kv_prefix is not None:
+        k_parts.append(kv_prefix[0][:, :, kv0:kv1])
+        v_parts.append(kv_prefix[1][:, :, kv0:kv1])
+    if replicated:
+        q_parts.append(query[:, rep, q0:q1])
+        k_parts.append(key[:, rep, kv0:kv1])
+        v_parts.append(value[:, rep, kv0:kv1])
+    if stream is not None:
+        compute.wait_stream(stream)
+        # `recv` was allocated on the side stream and is read here: without this the caching allocator could hand
+        # its memory to the next side-stream allocation while these kernels still read it.
+        recv.record_stream(compute)
+
+    q, k, v = unpack_qkv(recv, split, rank)
+    if q_parts or k_parts:
+        q = torch.cat([*q_parts, q], dim=1)
+        k = torch.cat([*k_parts, k], dim=1)
+        v = torch.cat([*v_parts, v], dim=1)
+    out = kernel(q, *_expand_kv(k, v, split.kv_index(rank)), None)  # [B, replicated + S, h, D]
+
+    if stream is not None:
+        stream.wait_stream(compute)
+        with torch.cuda.stream(stream):
+            recv = all_to_all(pack_out(out, split, P, replicated, not replicated_front), group)
+        compute.wait_stream(stream)
+        recv.record_stream(compute)
+    else:
+        recv = all_to_all(pack_out(out, split, P, replicated, not replicated_front), group)
+    return unpack_heads(recv, split)
+
+
+def local_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel: Kernel, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sharded queries against fully replicated keys/values: exact with no communication."""
+    return kernel(query, key, value, mask)
+
+
+def head_parallel_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    kernel: Kernel,
+    group: UlyssesGroup,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Every rank holds the whole sequence: attend this rank's heads, then one all-gather of the output.
+
+    `mask` may carry a head dim (`[B, H, Lq, Lk]`); it is sliced to this rank's heads. Masks without one broadcast.
+    """
+    H = query.shape[2]
+    split = head_split(H, key.shape[2], group.size)
+    (q0, q1), (kv0, kv1) = split.q[group.rank], split.kv[group.rank]
+    k, v = _expand_kv(key[:, :, kv0:kv1], value[:, :, kv0:kv1], split.kv_index(group.rank))
+    if mask is not None and mask.ndim == 4 and mask.shape[1] == H and H > 1:
+        mask = mask[:, q0:q1]
+    out = kernel(query[:, :, q0:q1], k, v, mask)
+    return all_gather_heads(out, split, group)

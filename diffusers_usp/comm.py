@@ -1,0 +1,179 @@
+"""Communication for Ulysses attention: head layouts, the packed all-to-alls, the head all-gather, the side stream.
+
+Nothing here imports diffusers. Every tensor is in the token-major `[B, S, H, D]` layout that diffusers' attention
+dispatch uses, and every send buffer is grouped by destination rank along dim 0, which is what `all_to_all_single`
+splits on.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .state import UlyssesGroup
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """Which attention heads each rank computes.
+
+    Query heads are dealt out as `torch.tensor_split` does (the first `Hq % P` ranks take one more). Each rank receives
+    the key/value heads its query heads read, so with GQA a KV head may go to several ranks, and MQA (`Hkv == 1`)
+    works at any P. All send chunks are padded to the largest rank's head count so that the all-to-all is even.
+
+    Args:
+        q (`tuple[tuple[int, int], ...]`): per rank, the `[start, end)` of its query heads.
+        kv (`tuple[tuple[int, int], ...]`): per rank, the `[start, end)` of the key/value heads those queries read.
+        group_size (`int`): query heads per key/value head (1 without GQA).
+    """
+
+    q: tuple[tuple[int, int], ...]
+    kv: tuple[tuple[int, int], ...]
+    group_size: int
+
+    @property
+    def q_max(self) -> int:
+        return max(end - start for start, end in self.q)
+
+    @property
+    def kv_max(self) -> int:
+        return max(end - start for start, end in self.kv)
+
+    @property
+    def even(self) -> bool:
+        """True when the ranks' head ranges tile Q and KV exactly: one strided copy packs each tensor."""
+        tiles = lambda ranges: all(  # noqa: E731
+            start == i * (end - start) and end - start == ranges[0][1] - ranges[0][0]
+            for i, (start, end) in enumerate(ranges)
+        )
+        return tiles(self.q) and tiles(self.kv)
+
+    def kv_index(self, rank: int) -> tuple[int, ...] | None:
+        """For each local query head, its local KV head; `None` when plain SDPA GQA grouping already matches."""
+        (q0, q1), (kv0, kv1) = self.q[rank], self.kv[rank]
+        g = self.group_size
+        if g == 1 or (q0 % g == 0 and (q1 - q0) % g == 0):
+            return None
+        return tuple(h // g - kv0 for h in range(q0, q1))
+
+
+@functools.lru_cache(maxsize=256)
+def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSplit:
+    """The `HeadSplit` of `num_q_heads` query and `num_kv_heads` key/value heads over `world_size` ranks."""
+    if num_q_heads % num_kv_heads:
+        raise ValueError(f"{num_q_heads} query heads cannot share {num_kv_heads} key/value heads evenly.")
+    g = num_q_heads // num_kv_heads
+    base, extra = divmod(num_q_heads, world_size)
+    q, kv, start = [], [], 0
+    for rank in range(world_size):
+        end = start + base + (rank < extra)
+        q.append((start, end))
+        kv.append((start // g, -(-end // g)) if end > start else (0, 0))
+        start = end
+    return HeadSplit(tuple(q), tuple(kv), g)
+
+
+def pack_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: HeadSplit) -> torch.Tensor:
+    """Pack the local tokens of Q, K and V into one send buffer grouped by destination rank.
+
+    Returns `[P, B, S_LOCAL, q_max + 2 * kv_max, D]`: chunk j holds rank j's query heads, then its K heads, then its V
+    heads. On an even split this is one strided copy per tensor, the floor for a packed send.
+    """
+    B, S_LOCAL, _, D = q.shape
+    P, qm, km = len(split.q), split.q_max, split.kv_max
+    send = q.new_empty(P, B, S_LOCAL, qm + 2 * km, D)
+    if split.even:
+        # (B, S/P, H, D) -view-> (B, S/P, P, H/P, D) -permute-> (P, B, S/P, H/P, D), written straight into the buffer
+        send[..., :qm, :].copy_(q.view(B, S_LOCAL, P, qm, D).permute(2, 0, 1, 3, 4))
+        send[..., qm : qm + km, :].copy_(k.view(B, S_LOCAL, P, km, D).permute(2, 0, 1, 3, 4))
+        send[..., qm + km :, :].copy_(v.view(B, S_LOCAL, P, km, D).permute(2, 0, 1, 3, 4))
+        return send
+    # Uneven heads or GQA with fewer KV heads than ranks: one copy per destination; the padding slots stay unread.
+    for j, ((q0, q1), (kv0, kv1)) in enumerate(zip(split.q, split.kv)):
+        send[j, :, :, : q1 - q0].copy_(q[:, :, q0:q1])
+        send[j, :, :, qm : qm + kv1 - kv0].copy_(k[:, :, kv0:kv1])
+        send[j, :, :, qm + km : qm + km + kv1 - kv0].copy_(v[:, :, kv0:kv1])
+    return send
+
+
+def unpack_qkv(
+    recv: torch.Tensor, split: HeadSplit, rank: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Views of this rank's Q, K and V over the whole sequence, `[B, S, h, D]`, from a received `pack_qkv` buffer."""
+    P, B, S_LOCAL, H_SLOTS, D = recv.shape
+    qm, km = split.q_max, split.kv_max
+    nq = split.q[rank][1] - split.q[rank][0]
+    nkv = split.kv[rank][1] - split.kv[rank][0]
+    # (P, B, S/P, slots, D) -permute-> (B, P, S/P, slots, D) -reshape-> (B, S, slots, D); a view when B == 1
+    full = recv.permute(1, 0, 2, 3, 4).reshape(B, P * S_LOCAL, H_SLOTS, D)
+    return full[..., :nq, :], full[..., qm : qm + nkv, :], full[..., qm + km : qm + km + nkv, :]
+
+
+def pack_out(out: torch.Tensor, split: HeadSplit, world_size: int, replicated: int = 0, replicated_last: bool = False):
+    """Pack this rank's attention output for the return all-to-all.
+
+    `out` is `[B, replicated + S, h, D]`: the replicated rows first, then the `S = P * S_LOCAL` sharded rows in
+    source-rank order. Every destination gets its own `S_LOCAL` rows plus all replicated rows (before them, or after
+    them with `replicated_last`), so the replicated rows are completed by the same collective, with no all-gather.
+    Returns `[P, B, replicated + S_LOCAL, q_max, D]`.
+    """
+    B, L, h, D = out.shape
+    P = world_size
+    S_LOCAL = (L - replicated) // P
+    send = out.new_empty(P, B, S_LOCAL + replicated, split.q_max, D)
+    own = slice(0, S_LOCAL) if replicated_last else slice(replicated, None)
+    # (B, S, h, D) -view-> (B, P, S/P, h, D) -permute-> (P, B, S/P, h, D)
+    send[:, :, own, :h].copy_(out[:, replicated:].reshape(B, P, S_LOCAL, h, D).permute(1, 0, 2, 3, 4))
+    if replicated:
+        rows = slice(S_LOCAL, None) if replicated_last else slice(0, replicated)
+        send[:, :, rows, :h].copy_(out[:, :replicated].unsqueeze(0).expand(P, B, replicated, h, D))
+    return send
+
+
+def unpack_heads(recv: torch.Tensor, split: HeadSplit) -> torch.Tensor:
+    """`[P, B, L, h_slots, D]` received per source rank, to `[B, L, H, D]` with every rank's heads in order."""
+    P, B, L, H_SLOTS, D = recv.shape
+    if split.even:
+        # (P, B, L, h, D) -permute-> (B, L, P, h, D) -reshape-> (B, L, H, D)
+        return recv.permute(1, 2, 0, 3, 4).reshape(B, L, P * H_SLOTS, D)
+    return torch.cat([recv[j, :, :, : end - start] for j, (start, end) in enumerate(split.q)], dim=2)
+
+
+def all_to_all(send: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
+    """One even `all_to_all_single` over dim 0 of `send` (`[P, ...]`, contiguous)."""
+    recv = torch.empty_like(send)
+    dist.all_to_all_single(recv, send, group=group.group)
+    return recv
+
+
+def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: UlyssesGroup) -> torch.Tensor:
+    """One all-gather that turns this rank's heads `[B, L, h, D]` into all heads `[B, L, H, D]`."""
+    B, L, h, D = out.shape
+    P = group.size
+    send = out.new_empty(B, L, split.q_max, D)
+    send[:, :, :h].copy_(out)
+    # gloo wants the output as the inputs concatenated along dim 0
+    recv = send.new_empty(P * B, L, split.q_max, D)
+    dist.all_gather_into_tensor(recv, send, group=group.group)
+    return unpack_heads(recv.view(P, B, L, split.q_max, D), split)
+
+
+# One communication stream per CUDA device, shared by every layer and processor. This is the one deliberate global:
+# a stream per layer would cost 60+ streams and would break CUDA-graph capture, which needs every side stream to fork
+# from and join the capturing stream.
+_COMM_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def comm_stream(device: torch.device) -> torch.cuda.Stream | None:
+    """The shared side stream for `device`, created on first use; `None` on CPU and while `torch.compile` traces
+    (Inductor orders collectives itself, and Dynamo would otherwise have to trace stream switches)."""
+    if device.type != "cuda" or torch.compiler.is_compiling():
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    stream = _COMM_STREAMS.get(index)
+    if stream is None:
+        stream = _COMM_STREAMS[index] = torch.cuda.Stream(device=index)
+    return stream

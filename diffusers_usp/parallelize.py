@@ -1,0 +1,77 @@
+"""`parallelize`: the one call that installs USP processors and sequence sharding on a pipeline or transformer."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from .plans import PLANS, plan_for
+from .processor import USPProcessor
+from .sharding import SequenceState, apply_sequence_sharding
+from .state import ulysses_group
+
+T = TypeVar("T")
+
+
+def _transformers(obj) -> list[torch.nn.Module]:
+    """The transformer(s) of a pipeline (`transformer`, `transformer_2`, ...), or `obj` itself."""
+    if isinstance(obj, torch.nn.Module):
+        return [obj]
+    components = getattr(obj, "components", None)
+    if not isinstance(components, dict):
+        raise TypeError(f"parallelize() takes a diffusers pipeline or transformer, not {type(obj).__name__}.")
+    found = [m for name, m in components.items() if name.startswith("transformer") and isinstance(m, torch.nn.Module)]
+    if not found:
+        raise ValueError(f"{type(obj).__name__} has no transformer component to parallelize.")
+    return found
+
+
+def parallelize(pipe_or_transformer: T, *, group: dist.ProcessGroup | None = None, check_inputs: bool = True) -> T:
+    """Run a diffusers transformer with Ulysses sequence parallelism across the ranks of `group`.
+
+    Wraps every attention module's processor in a `USPProcessor` and registers hooks that split the sequence after the
+    transformer's embeddings and gather it after its output projection, following the model's `SequencePlan`. Every
+    rank must be given the same inputs (seeded generators, same prompt); every rank returns the full output.
+
+    Args:
+        pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
+            A pipeline (its `transformer`, `transformer_2`, ... components are parallelized) or a transformer.
+        group (`torch.distributed.ProcessGroup`, *optional*):
+            The ranks that share one sequence. Defaults to the default process group (`accelerate.PartialState()`
+            or `torch.distributed.init_process_group()` creates it). With one process this is an exact no-op.
+        check_inputs (`bool`, defaults to `True`):
+            On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ.
+
+    Returns:
+        Its argument, parallelized in place.
+    """
+    ulysses = ulysses_group(group)
+    for transformer in _transformers(pipe_or_transformer):
+        if getattr(transformer, "_usp_sequence", None) is not None:
+            continue  # already parallelized
+        plan = plan_for(transformer)
+        if plan is None:
+            raise ValueError(
+                f"diffusers_usp has no sequence plan for {type(transformer).__name__} (plans exist for "
+                f"{', '.join(sorted(PLANS))}). `transformer.set_attn_processor(USPProcessor())` still runs it exactly, "
+                "splitting attention heads across ranks but not the sequence."
+            )
+        if getattr(transformer, "_parallel_config", None) is not None:
+            raise ValueError(
+                f"{type(transformer).__name__} already has diffusers' own context parallelism enabled "
+                "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
+            )
+        state = SequenceState(ulysses, replicated_front=plan.replicated_front, check_inputs=check_inputs)
+        processors = {}
+        for name, proc in transformer.attn_processors.items():
+            usp = USPProcessor(proc, group=group)
+            usp._group = ulysses
+            usp._sequence = state
+            usp._cross = plan.is_cross_attention(name.removesuffix(".processor"))
+            processors[name] = usp
+        transformer.set_attn_processor(processors)  # consumes the dict it is given
+        apply_sequence_sharding(transformer, plan, state)
+        transformer._usp_sequence = state
+    return pipe_or_transformer

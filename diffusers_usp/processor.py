@@ -1,0 +1,219 @@
+"""USPProcessor: wraps a model's own diffusers attention processor and routes only its attention kernel to USP.
+
+The wrapped processor keeps doing what diffusers wrote it to do: projections, norms, RoPE, output projection. Only its
+call to the kernel changes. We run the processor's own `__call__` code with two names rebound in a private copy of
+its globals: `dispatch_attention_fn` (the kernel entry of current processors, BSHD layout) and `F`
+(`torch.nn.functional`, whose `scaled_dot_product_attention` older processors such as SD3's, CogVideoX's and
+PixArt's call in BHSD layout). The copy is made once per processor class; calls cost one extra Python frame, and
+nothing outside USP processors' calls changes, since the module's real globals are untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from .attention import head_parallel_attention, local_attention, ulysses_attention
+from .state import UlyssesGroup, ulysses_group
+
+if TYPE_CHECKING:
+    from .sharding import SequenceState
+
+_DISPATCH = "dispatch_attention_fn"
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    """Global names read by `code` and by any function nested in it."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+class USPProcessor:
+    """Ulysses sequence-parallel attention for any diffusers attention module.
+
+    Two ways to install it:
+
+    - `diffusers_usp.parallelize(pipe)` wraps every attention module's own processor and shards the sequence at the
+      transformer's entry and exit. Each attention then makes one all-to-all in and one out (none for
+      cross-attention to replicated text), and every other layer works on 1/P of the tokens.
+    - `transformer.set_attn_processor(USPProcessor())` alone leaves the sequence whole on every rank. It is still
+      exact: each rank attends its own heads and one all-gather completes them. It warns once, since only attention
+      is split; use `parallelize` for the full speed-up.
+
+    With one process (no launcher, or world size 1) it computes exactly what the wrapped processor computes.
+
+    Args:
+        processor (`AttentionProcessor`, *optional*):
+            The processor to wrap. Defaults to each attention module's `_default_processor_cls`.
+        group (`torch.distributed.ProcessGroup`, *optional*):
+            The ranks that share one sequence. Defaults to the default process group.
+    """
+
+    def __init__(self, processor: Any | None = None, *, group: torch.distributed.ProcessGroup | None = None):
+        if isinstance(processor, USPProcessor):
+            processor = processor.processor
+        self.processor = processor
+        self._group_arg = group
+        self._group: UlyssesGroup | None = None
+        # Set by `parallelize`: the per-forward sharding state, and whether this module's K/V are replicated.
+        self._sequence: SequenceState | None = None
+        self._cross = False
+        self._warned = False
+        self._rebound: dict[type, types.FunctionType] = {}
+        self._functional = types.ModuleType(F.__name__)
+        self._functional.__dict__.update(F.__dict__)
+        self._functional.scaled_dot_product_attention = self._sdpa
+        if processor is not None:
+            # diffusers' attention modules drop keyword arguments that `inspect.signature(processor.__call__)` does
+            # not name. Show the wrapped processor's parameters so nothing the model passes is lost.
+            call = functools.partial(type(self).__call__, self)
+            call.__signature__ = inspect.signature(processor.__call__)
+            self.__call__ = call
+
+    def __repr__(self) -> str:
+        inner = type(self.processor).__name__ if self.processor is not None else "default"
+        mode = "cross" if self._cross else ("sharded" if self._sequence is not None else "heads")
+        return f"USPProcessor({inner}, {mode})"
+
+    # -- the wrapped processor --------------------------------------------------------------------------------------
+
+    def __call__(self, attn: torch.nn.Module, *args, **kwargs):
+        inner = self.processor if self.processor is not None else self._default_for(attn)
+        fn = self._rebound.get(type(inner))
+        if fn is None:
+            fn = self._rebound[type(inner)] = self._rebind(type(inner).__call__)
+        return fn(inner, attn, *args, **kwargs)
+
+    def _default_for(self, attn: torch.nn.Module):
+        inner = getattr(attn, "_usp_default_processor", None)
+        if inner is None:
+            cls = getattr(attn, "_default_processor_cls", None)
+            if cls is None:
+                raise TypeError(
+                    f"USPProcessor() cannot tell which processor {type(attn).__name__} normally uses. Wrap it "
+                    "explicitly, USPProcessor(<its processor>), or call diffusers_usp.parallelize(model), which "
+                    "wraps each module's own processor."
+                )
+            inner = cls()
+            attn._usp_default_processor = inner
+        return inner
+
+    def _rebind(self, fn: types.FunctionType) -> types.FunctionType:
+        used = _names_used(fn.__code__)
+        scope = dict(fn.__globals__)
+        routed = False
+        if _DISPATCH in used and _DISPATCH in scope:
+            scope[_DISPATCH] = self._dispatch
+            routed = True
+        for name in used:
+            if scope.get(name) is F:
+                scope[name] = self._functional
+                routed = True
+        if not routed:
+            raise TypeError(
+                f"{fn.__qualname__} calls neither `dispatch_attention_fn` nor `F.scaled_dot_product_attention`, so "
+                "USPProcessor cannot reach its attention kernel."
+            )
+        rebound = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+        rebound.__kwdefaults__ = fn.__kwdefaults__
+        return rebound
+
+    # -- the two kernel entry points --------------------------------------------------------------------------------
+
+    def _dispatch(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        is_causal: bool = False,
+        scale: float | None = None,
+        enable_gqa: bool = False,
+        attention_kwargs: dict[str, Any] | None = None,
+        *,
+        backend=None,
+        parallel_config=None,
+    ) -> torch.Tensor:
+        """Stands in for diffusers' `dispatch_attention_fn` (BSHD) inside the wrapped processor."""
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        def kernel(q, k, v, mask):
+            return dispatch_attention_fn(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                enable_gqa=enable_gqa or q.shape[2] != k.shape[2], attention_kwargs=attention_kwargs, backend=backend,
+            )  # fmt: skip
+
+        return self._attend(query, key, value, kernel, attn_mask, is_causal)
+
+    def _sdpa(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        is_causal: bool = False,
+        scale: float | None = None,
+        enable_gqa: bool = False,
+    ) -> torch.Tensor:
+        """Stands in for `F.scaled_dot_product_attention` (BHSD) inside the wrapped processor."""
+
+        def kernel(q, k, v, mask):
+            # (B, S, H, D) -transpose-> (B, H, S, D) views; SDPA takes strided inputs
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p,
+                is_causal=is_causal, scale=scale, enable_gqa=enable_gqa or q.shape[2] != k.shape[2],
+            )  # fmt: skip
+            return out.transpose(1, 2)
+
+        out = self._attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), kernel, attn_mask, is_causal)
+        return out.transpose(1, 2)
+
+    # -- routing ----------------------------------------------------------------------------------------------------
+
+    def _attend(self, query, key, value, kernel, attn_mask, is_causal) -> torch.Tensor:
+        group = self._group
+        if group is None:
+            group = self._group = ulysses_group(self._group_arg)
+        if group.size == 1:
+            return kernel(query, key, value, attn_mask)
+        if self._sequence is None:
+            self._warn_heads_only()
+            return head_parallel_attention(query, key, value, kernel, group, attn_mask)
+        if self._cross:
+            return local_attention(query, key, value, kernel, attn_mask)
+        if attn_mask is not None or is_causal:
+            raise NotImplementedError(
+                "Attention masks and causal attention are not supported on a sharded sequence yet. Run this model "
+                "with USPProcessor() alone (head-parallel, exact with masks) instead of parallelize()."
+            )
+        if key.shape[1] != query.shape[1]:
+            raise ValueError(
+                f"A sharded self-attention got {query.shape[1]} query tokens but {key.shape[1]} key tokens. If this "
+                "module attends to replicated tokens (cross-attention), its sequence plan must list it in "
+                "`cross_attention`."
+            )
+        seq = self._sequence
+        return ulysses_attention(
+            query, key, value, kernel, group, replicated=seq.replicated, replicated_front=seq.replicated_front
+        )
+
+    def _warn_heads_only(self) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                "USPProcessor is splitting attention heads only: the sequence is not sharded, so every other layer "
+                "still runs on all tokens on every rank. Call diffusers_usp.parallelize(pipe) to shard the sequence "
+                "as well.",
+                stacklevel=4,
+            )

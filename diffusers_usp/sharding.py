@@ -1,0 +1,183 @@
+"""Split the sequence once at a transformer's entry and gather it once at its exit, as a `SequencePlan` says.
+
+Plans use diffusers' `_cp_plan` format and are applied with diffusers' own hook mechanism (`ModelHook`,
+`HookRegistry`), so they compose with its other hooks (caching, offloading) the way its native context parallelism
+does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from diffusers.hooks import HookRegistry, ModelHook
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
+
+from .plans import SequencePlan, SplitOrReplicate
+from .state import UlyssesGroup
+
+_SPLIT_HOOK = "usp_split---{}"
+_GATHER_HOOK = "usp_gather---{}"
+
+
+@dataclass
+class SequenceState:
+    """What one parallelized transformer's attention processors need to know about the current forward.
+
+    Args:
+        group (`UlyssesGroup`): the ranks sharing the sequence.
+        replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
+        replicated (`int`): tokens every rank holds whole in this forward's joint attention (text whose count does
+            not divide by P); reset at every forward.
+        check_inputs (`bool`): compare the inputs across ranks on the first forward.
+    """
+
+    group: UlyssesGroup
+    replicated_front: bool = True
+    replicated: int = 0
+    check_inputs: bool = True
+    checked: bool = field(default=False, repr=False)
+
+
+def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, name: str) -> torch.Tensor:
+    if spec.expected_dims is not None and x.dim() != spec.expected_dims:
+        return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
+    P, size = state.group.size, x.shape[spec.split_dim]
+    if size % P:
+        if isinstance(spec, SplitOrReplicate):
+            state.replicated = size
+            return x
+        raise ValueError(
+            f"`{name}` has {size} tokens along dim {spec.split_dim}, which {P} ranks cannot split evenly. Choose a "
+            f"resolution or frame count whose token count is a multiple of {P}, or run on a world size that divides it."
+        )
+    n = size // P
+    return x.narrow(spec.split_dim, state.group.rank * n, n)
+
+
+def _gather(x: torch.Tensor, spec: ContextParallelOutput, group: UlyssesGroup) -> torch.Tensor:
+    x = x.contiguous()
+    out = x.new_empty(group.size * x.shape[0], *x.shape[1:])  # gloo wants the inputs concatenated along dim 0
+    dist.all_gather_into_tensor(out, x, group=group.group)
+    # (P*B, ..., S/P, ...) -view-> (P, B, ..., S/P, ...) -movedim-> (B, ..., P, S/P, ...) -flatten-> (B, ..., S, ...)
+    out = out.view(group.size, *x.shape)
+    return out.movedim(0, spec.gather_dim).flatten(spec.gather_dim, spec.gather_dim + 1)
+
+
+def _check_same_inputs(tensors: list[torch.Tensor], group: UlyssesGroup) -> None:
+    """One all-reduce of a checksum: ranks fed different latents, prompts or timesteps would all attend to a sequence
+    assembled from mismatched pieces and return a wrong image without a word."""
+    sums = torch.stack([t.detach().double().sum() for t in tensors]) if tensors else torch.zeros(1, dtype=torch.float64)
+    both = torch.cat([sums, -sums])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group.group)
+    hi, neg_lo = both.chunk(2)
+    if not torch.equal(hi, -neg_lo):
+        raise RuntimeError(
+            "diffusers_usp: the ranks were given different transformer inputs. Every rank must see the same latents, "
+            "prompt embeddings and timesteps: seed generators identically (e.g. torch.Generator().manual_seed(0)) and "
+            "pass the same prompt on every rank. (Turn this check off with parallelize(..., check_inputs=False).)"
+        )
+
+
+class SplitHook(ModelHook):
+    """Splits the named inputs (or, with `split_output`, the indexed outputs) of one module along the sequence."""
+
+    def __init__(self, specs: dict, state: SequenceState, root: bool) -> None:
+        super().__init__()
+        self.specs = specs
+        self.state = state
+        self.root = root
+        self.params: list[str] = []
+
+    def initialize_hook(self, module):
+        self.params = list(inspect.signature(type(module).forward).parameters)[1:]
+        return module
+
+    def pre_forward(self, module, *args, **kwargs):
+        state = self.state
+        if self.root:
+            state.replicated = 0
+            if state.check_inputs and not state.checked and state.group.size > 1:
+                tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
+                _check_same_inputs(tensors, state.group)
+                state.checked = True
+        args = list(args)
+        for name, spec in self.specs.items():
+            if isinstance(name, int):
+                continue
+            if name in kwargs:
+                if isinstance(kwargs[name], torch.Tensor):
+                    kwargs[name] = _shard(kwargs[name], spec, state, name)
+            else:
+                index = self.params.index(name)
+                if index < len(args) and isinstance(args[index], torch.Tensor):
+                    args[index] = _shard(args[index], spec, state, name)
+        return tuple(args), kwargs
+
+    def post_forward(self, module, output):
+        outputs = [i for i in self.specs if isinstance(i, int)]
+        if not outputs:
+            return output
+        output = list(output)
+        for i in outputs:
+            output[i] = _shard(output[i], self.specs[i], self.state, f"{type(module).__name__} output {i}")
+        return tuple(output)
+
+
+class GatherHook(ModelHook):
+    """Gathers the sequence of one module's output(s) from every rank."""
+
+    def __init__(self, specs: list[ContextParallelOutput | None], group: UlyssesGroup) -> None:
+        super().__init__()
+        self.specs = specs
+        self.group = group
+
+    def post_forward(self, module, output):
+        single = isinstance(output, torch.Tensor)
+        output = [output] if single else list(output)
+        for i, spec in enumerate(self.specs):
+            if spec is not None:
+                output[i] = _gather(output[i], spec, self.group)
+        return output[0] if single else tuple(output)
+
+
+def _modules(root: torch.nn.Module, path: str) -> list[torch.nn.Module]:
+    """The modules a plan key names: "" is the root, "blocks.0" one block, "blocks.*.attn2" every block's attn2."""
+    found = [root]
+    for atom in path.split(".") if path else []:
+        nxt = []
+        for m in found:
+            if atom == "*":
+                nxt.extend(m.children())
+            elif hasattr(m, atom):
+                nxt.append(getattr(m, atom))
+            else:
+                raise ValueError(f"Sequence plan names `{path}`, but {type(m).__name__} has no `{atom}`.")
+        found = nxt
+    return found
+
+
+def apply_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan, state: SequenceState) -> None:
+    """Register the split and gather hooks of `plan` on `transformer`."""
+    entries = dict(plan.split)
+    entries.setdefault("", {})  # the root hook resets per-forward state and checks inputs, so it always exists
+    for path, entry in entries.items():
+        for module in _modules(transformer, path):
+            registry = HookRegistry.check_if_exists_or_initialize(module)
+            if isinstance(entry, dict):
+                registry.register_hook(SplitHook(entry, state, root=path == ""), _SPLIT_HOOK.format(path))
+            else:
+                specs = [entry] if isinstance(entry, ContextParallelOutput) else list(entry)
+                registry.register_hook(GatherHook(specs, state.group), _GATHER_HOOK.format(path))
+
+
+def remove_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan) -> None:
+    """Remove the hooks that `apply_sequence_sharding` registered."""
+    entries = dict(plan.split)
+    entries.setdefault("", {})
+    for path, entry in entries.items():
+        template = _SPLIT_HOOK if isinstance(entry, dict) else _GATHER_HOOK
+        for module in _modules(transformer, path):
+            HookRegistry.check_if_exists_or_initialize(module).remove_hook(template.format(path), recurse=False)
