@@ -142,6 +142,10 @@ def unpack_heads(recv: torch.Tensor, split: HeadSplit) -> torch.Tensor:
     return torch.cat([recv[j, :, :, : end - start] for j, (start, end) in enumerate(split.q)], dim=2)
 
 
+# torch 2.13 renamed `all_gather_into_tensor` (deprecated there) to `all_gather_single`; torch 2.11 has only the former.
+_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 def all_to_all(send: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
     """One even `all_to_all_single` over dim 0 of `send` (`[P, ...]`, contiguous)."""
     recv = torch.empty_like(send)
@@ -155,10 +159,21 @@ def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: UlyssesGroup) -
     P = group.size
     send = out.new_empty(B, L, split.q_max, D)
     send[:, :, :h].copy_(out)
-    # gloo wants the output as the inputs concatenated along dim 0
-    recv = send.new_empty(P * B, L, split.q_max, D)
-    dist.all_gather_into_tensor(recv, send, group=group.group)
-    return unpack_heads(recv.view(P, B, L, split.q_max, D), split)
+    return unpack_heads(_all_gather_stacked(send, group), split)
+
+
+def _all_gather_stacked(x: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
+    """`[*shape]` from every rank -> `[P, *shape]` (contiguous `x`)."""
+    out = x.new_empty(group.size * x.shape[0], *x.shape[1:])  # gloo wants the inputs concatenated along dim 0
+    _all_gather_single(out, x, group=group.group)
+    return out.view(group.size, *x.shape)
+
+
+def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup) -> torch.Tensor:
+    """Concatenate every rank's `x` along `dim` with one all-gather (the sequence gather at a transformer's exit)."""
+    out = _all_gather_stacked(x.contiguous(), group)
+    # (P, ..., S/P, ...) -movedim-> (..., P, S/P, ...) -flatten-> (..., S, ...)
+    return out.movedim(0, dim).flatten(dim, dim + 1)
 
 
 # One communication stream per CUDA device, shared by every layer and processor. This is the one deliberate global:

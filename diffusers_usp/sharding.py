@@ -15,6 +15,7 @@ import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
+from .comm import all_gather_dim
 from .plans import SequencePlan, SplitOrReplicate
 from .state import UlyssesGroup
 
@@ -45,6 +46,8 @@ def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, na
     if spec.expected_dims is not None and x.dim() != spec.expected_dims:
         return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
     P, size = state.group.size, x.shape[spec.split_dim]
+    if P == 1:
+        return x
     if size % P:
         if isinstance(spec, SplitOrReplicate):
             state.replicated = size
@@ -58,12 +61,7 @@ def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, na
 
 
 def _gather(x: torch.Tensor, spec: ContextParallelOutput, group: UlyssesGroup) -> torch.Tensor:
-    x = x.contiguous()
-    out = x.new_empty(group.size * x.shape[0], *x.shape[1:])  # gloo wants the inputs concatenated along dim 0
-    dist.all_gather_into_tensor(out, x, group=group.group)
-    # (P*B, ..., S/P, ...) -view-> (P, B, ..., S/P, ...) -movedim-> (B, ..., P, S/P, ...) -flatten-> (B, ..., S, ...)
-    out = out.view(group.size, *x.shape)
-    return out.movedim(0, spec.gather_dim).flatten(spec.gather_dim, spec.gather_dim + 1)
+    return x if group.size == 1 else all_gather_dim(x, spec.gather_dim, group)
 
 
 def _check_same_inputs(tensors: list[torch.Tensor], group: UlyssesGroup) -> None:

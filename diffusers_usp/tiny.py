@@ -55,32 +55,37 @@ def _randn(gen: torch.Generator, *shape: int, ref: torch.nn.Module) -> torch.Ten
     return torch.randn(*shape, generator=gen).to(device=ref.device, dtype=ref.dtype)
 
 
-def tiny_flux_transformer(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxTransformer2DModel:
+def tiny_flux_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> FluxTransformer2DModel:
     """Tiny random `FluxTransformer2DModel` (2 double + 2 single blocks, 4 heads of dim 16, FLUX.1-dev style guidance).
 
     Args:
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype.
+        overrides: Config values to change (e.g. `num_attention_heads=6`); `axes_dims_rope` must sum to
+            `attention_head_dim`.
     """
-    model = _seeded(seed, lambda: FluxTransformer2DModel(
+    config = dict(
         patch_size=1, in_channels=4 * FLUX_LATENT_CHANNELS, num_layers=2, num_single_layers=2,
         attention_head_dim=16, num_attention_heads=4, joint_attention_dim=FLUX_TEXT_DIM,
         pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
-    ))
+    )
+    model = _seeded(seed, lambda: FluxTransformer2DModel(**{**config, **overrides}))
     return _cast(model, dtype)
 
 
-def tiny_wan_transformer(seed: int = 0, dtype: torch.dtype = torch.float32) -> WanTransformer3DModel:
+def tiny_wan_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> WanTransformer3DModel:
     """Tiny random `WanTransformer3DModel` (2 blocks, 4 heads of dim 16, patch size (1, 2, 2)).
 
     Args:
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype.
+        overrides: Config values to change (e.g. `num_attention_heads=6`).
     """
-    model = _seeded(seed, lambda: WanTransformer3DModel(
+    config = dict(
         patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=16, in_channels=WAN_Z_DIM,
         out_channels=WAN_Z_DIM, text_dim=WAN_TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2,
-    ))
+    )
+    model = _seeded(seed, lambda: WanTransformer3DModel(**{**config, **overrides}))
     return _cast(model, dtype)
 
 

@@ -1,0 +1,152 @@
+"""Tasks that every rank of a test pool runs. Module-level so that spawned ranks can unpickle them by name.
+
+Each builds its model and inputs from seeds, so every rank (and the single-process reference in the test) holds the
+same weights and inputs without communicating.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.profiler import profile
+
+from diffusers_usp import USPProcessor, parallelize
+from diffusers_usp.attention import ulysses_attention
+from diffusers_usp.comm import all_to_all, head_split, pack_qkv, unpack_qkv
+from diffusers_usp.state import ulysses_group
+from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer, tiny_wan_transformer, wan_transformer_inputs
+
+COLLECTIVES = ("all_to_all", "all_gather", "allgather", "all_reduce", "allreduce")
+
+
+def build(model: str, shape: dict, seed: int = 0, **config):
+    """A tiny random-weight transformer and its inputs; `config` overrides the tiny config."""
+    if model == "flux":
+        transformer = tiny_flux_transformer(seed=seed, **config)
+        return transformer, flux_transformer_inputs(transformer, seed=seed + 1, **shape)
+    transformer = tiny_wan_transformer(seed=seed, **config)
+    return transformer, wan_transformer_inputs(transformer, seed=seed + 1, **shape)
+
+
+def reference(model: str, shape: dict, **config) -> torch.Tensor:
+    transformer, inputs = build(model, shape, **config)
+    with torch.no_grad():
+        return transformer(**inputs, return_dict=False)[0]
+
+
+def gloo_events(prof) -> dict[str, int]:
+    """Collective events recorded by the profiler: one `gloo:<op>` event per collective, whichever API issued it."""
+    counts: dict[str, int] = {}
+    for event in prof.events():
+        if event.name.startswith("gloo:"):
+            counts[event.name] = counts.get(event.name, 0) + 1
+    return counts
+
+
+def run_model(model: str, shape: dict, mode: str = "parallelize", calls: int = 1, **config):
+    """Every rank runs the model under USP; returns (output, collectives of the last call, warnings)."""
+    transformer, inputs = build(model, shape, **config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if mode == "parallelize":
+            parallelize(transformer)
+        else:
+            transformer.set_attn_processor(USPProcessor())
+        with torch.no_grad():
+            for _ in range(calls - 1):
+                transformer(**inputs, return_dict=False)
+            with profile() as prof:
+                out = transformer(**inputs, return_dict=False)[0]
+    return out, gloo_events(prof), [str(w.message) for w in caught if "USPProcessor" in str(w.message)]
+
+
+def feed_forward_tokens(model: str, shape: dict) -> list[int]:
+    """Token counts seen by every feed-forward layer under `parallelize`."""
+    transformer, inputs = build(model, shape)
+    parallelize(transformer)
+    seen = []
+    for name, module in transformer.named_modules():
+        if name.endswith(("ff", "ff_context", "proj_mlp", "ffn")):
+            module.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        transformer(**inputs, return_dict=False)
+    return seen
+
+
+def mismatched_inputs(model: str, shape: dict) -> str:
+    """Rank 1 gets different latents; every rank must raise."""
+    transformer, inputs = build(model, shape)
+    if dist.get_rank() == 1:
+        inputs["hidden_states"] = inputs["hidden_states"] + 1e-3
+    parallelize(transformer)
+    try:
+        with torch.no_grad():
+            transformer(**inputs, return_dict=False)
+    except RuntimeError as err:
+        return str(err)
+    return "no error"
+
+
+# -- the communication layer and attention core against references computed without communication ----------------
+
+
+def _rank_tensors(seed: int, rank: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int):
+    g = torch.Generator().manual_seed(seed * 1000 + rank)
+    return (
+        torch.randn(B, S_LOCAL, Hq, D, generator=g),
+        torch.randn(B, S_LOCAL, Hkv, D, generator=g),
+        torch.randn(B, S_LOCAL, Hkv, D, generator=g),
+    )
+
+
+def packed_all_to_all(seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int) -> float:
+    """Max difference between the packed all-to-all and the per-source slices it must deliver."""
+    group = ulysses_group()
+    P, r = group.size, group.rank
+    split = head_split(Hq, Hkv, P)
+    q, k, v = _rank_tensors(seed, r, B, S_LOCAL, Hq, Hkv, D)
+    got = unpack_qkv(all_to_all(pack_qkv(q, k, v, split), group), split, r)
+    (q0, q1), (kv0, kv1) = split.q[r], split.kv[r]
+    sources = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(P)]
+    want = (
+        torch.cat([s[0][:, :, q0:q1] for s in sources], dim=1),
+        torch.cat([s[1][:, :, kv0:kv1] for s in sources], dim=1),
+        torch.cat([s[2][:, :, kv0:kv1] for s in sources], dim=1),
+    )
+    return max((a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(got, want))
+
+
+def _sdpa(q, k, v, mask=None):
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, enable_gqa=q.shape[2] != k.shape[2]
+    )
+    return out.transpose(1, 2)
+
+
+def attention_core(
+    seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int, replicated: int, front: bool, kv_prefix: int
+) -> float:
+    """Max difference between `ulysses_attention` and SDPA over the whole sequence, with replicated tokens (front or
+    back of each rank's sequence) and a replicated K/V prefix."""
+    group = ulysses_group()
+    P, r = group.size, group.rank
+    g = torch.Generator().manual_seed(seed)
+    q_rep, k_rep, v_rep = (torch.randn(B, replicated, h, D, generator=g) for h in (Hq, Hkv, Hkv))
+    k_pre, v_pre = (torch.randn(B, kv_prefix, Hkv, D, generator=g) for _ in range(2))
+    shards = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(P)]
+
+    def local(x_rep, x_sh):
+        return torch.cat([x_rep, x_sh] if front else [x_sh, x_rep], dim=1)
+
+    q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[r]))
+    out = ulysses_attention(q, k, v, _sdpa, group, replicated=replicated, replicated_front=front,
+                            kv_prefix=(k_pre, v_pre) if kv_prefix else None)  # fmt: skip
+
+    full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
+    full += [torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))]
+    want = _sdpa(*full)
+    want_local = local(want[:, :replicated], want[:, replicated + r * S_LOCAL : replicated + (r + 1) * S_LOCAL])
+    return (out - want_local).abs().max().item()

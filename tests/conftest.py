@@ -1,0 +1,39 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # spawned ranks import the task modules by name
+
+from pool import RankPool  # noqa: E402
+
+_POOLS: dict[int, RankPool] = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped where none is present")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pools():
+    """`pools(P)`: the session's gloo pool of P ranks, (re)started on demand."""
+
+    def get(world: int) -> RankPool:
+        pool = _POOLS.get(world)
+        if pool is None or not pool.alive:
+            pool = _POOLS[world] = RankPool(world)
+        return pool
+
+    yield get
+    for pool in _POOLS.values():
+        pool.close()

@@ -1,0 +1,94 @@
+"""A pool of P gloo ranks kept alive across test cases.
+
+Spawning a process and importing torch and diffusers costs seconds, so each world size gets one pool for the whole
+session. A task is a module-level function (picklable by name) that every rank runs; `run` returns the per-rank
+results in rank order, or raises with every failing rank's traceback. A pool whose task failed or timed out is torn
+down and replaced, since its ranks may be stuck in a collective.
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing as mp
+import os
+import queue
+import socket
+import traceback
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)  # P ranks share 2 cores; more threads only thrash
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=90))
+    outbox.put((rank, True, "ready"))
+    while (task := inbox.get()) is not None:
+        fn, args, kwargs = task
+        try:
+            outbox.put((rank, True, fn(*args, **kwargs)))
+        except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+            outbox.put((rank, False, traceback.format_exc()))
+    dist.destroy_process_group()
+
+
+class RankPool:
+    """`world` spawned processes joined in one gloo process group."""
+
+    def __init__(self, world: int, timeout: float = 180.0):
+        self.world = world
+        self.timeout = timeout
+        ctx = mp.get_context("spawn")
+        port = _free_port()
+        self.inboxes = [ctx.Queue() for _ in range(world)]
+        self.outbox = ctx.Queue()
+        self.procs = [
+            ctx.Process(target=_serve, args=(r, world, port, self.inboxes[r], self.outbox), daemon=True)
+            for r in range(world)
+        ]
+        for p in self.procs:
+            p.start()
+        self._collect("startup")
+
+    def _collect(self, what: str) -> list:
+        results, errors = [None] * self.world, []
+        for _ in range(self.world):
+            try:
+                rank, ok, value = self.outbox.get(timeout=self.timeout)
+            except queue.Empty:
+                self.close()
+                raise TimeoutError(f"{what}: ranks did not answer within {self.timeout:.0f} s") from None
+            results[rank] = value
+            if not ok:
+                errors.append(f"--- rank {rank} ---\n{value}")
+        if errors:
+            self.close()
+            raise RuntimeError(f"{what} failed on {len(errors)} rank(s):\n" + "\n".join(errors))
+        return results
+
+    @property
+    def alive(self) -> bool:
+        return all(p.is_alive() for p in self.procs)
+
+    def run(self, fn, *args, **kwargs) -> list:
+        for inbox in self.inboxes:
+            inbox.put((fn, args, kwargs))
+        return self._collect(fn.__name__)
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            try:
+                inbox.put(None)
+            except (OSError, ValueError):
+                pass
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
