@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 from .attention import head_parallel_attention, local_attention, ulysses_attention
 from .state import UlyssesGroup, ulysses_group
@@ -58,6 +59,13 @@ class USPProcessor:
             The ranks that share one sequence. Defaults to the default process group.
     """
 
+    def __new__(cls, processor: Any | None = None, *, group: torch.distributed.ProcessGroup | None = None):
+        if cls is USPProcessor and processor is not None:
+            inner = processor.processor if isinstance(processor, USPProcessor) else processor
+            if inner is not None:
+                cls = _with_signature_of(type(inner))
+        return super().__new__(cls)
+
     def __init__(self, processor: Any | None = None, *, group: torch.distributed.ProcessGroup | None = None):
         if isinstance(processor, USPProcessor):
             processor = processor.processor
@@ -72,12 +80,6 @@ class USPProcessor:
         self._functional = types.ModuleType(F.__name__)
         self._functional.__dict__.update(F.__dict__)
         self._functional.scaled_dot_product_attention = self._sdpa
-        if processor is not None:
-            # diffusers' attention modules drop keyword arguments that `inspect.signature(processor.__call__)` does
-            # not name. Show the wrapped processor's parameters so nothing the model passes is lost.
-            call = functools.partial(type(self).__call__, self)
-            call.__signature__ = inspect.signature(processor.__call__)
-            self.__call__ = call
 
     def __repr__(self) -> str:
         inner = type(self.processor).__name__ if self.processor is not None else "default"
@@ -110,6 +112,10 @@ class USPProcessor:
     def _rebind(self, fn: types.FunctionType) -> types.FunctionType:
         used = _names_used(fn.__code__)
         scope = dict(fn.__globals__)
+        # Without `__name__`, Dynamo guards these globals through this dict itself. With it, Dynamo assumes the
+        # function reads its module's real globals and guards on `transformer_flux.dispatch_attention_fn`, which
+        # is not what runs.
+        del scope["__name__"]
         routed = False
         if _DISPATCH in used and _DISPATCH in scope:
             scope[_DISPATCH] = self._dispatch
@@ -145,7 +151,6 @@ class USPProcessor:
         parallel_config=None,
     ) -> torch.Tensor:
         """Stands in for diffusers' `dispatch_attention_fn` (BSHD) inside the wrapped processor."""
-        from diffusers.models.attention_dispatch import dispatch_attention_fn
 
         def kernel(q, k, v, mask):
             return dispatch_attention_fn(
@@ -217,3 +222,20 @@ class USPProcessor:
                 "as well.",
                 stacklevel=4,
             )
+
+
+@functools.lru_cache(maxsize=None)
+def _with_signature_of(inner_cls: type) -> type[USPProcessor]:
+    """A `USPProcessor` subclass whose `__call__` shows `inner_cls.__call__`'s parameters.
+
+    diffusers' attention modules keep only the keyword arguments that `inspect.signature(processor.__call__)` names
+    (CogVideoX passes its rotary embedding that way), so a `(attn, *args, **kwargs)` signature would silently drop
+    them. A class attribute, not a per-instance one: Dynamo traces `type(obj).__call__` and refuses instance-level
+    `__call__` overrides.
+    """
+
+    def __call__(self, attn, *args, **kwargs):
+        return USPProcessor.__call__(self, attn, *args, **kwargs)
+
+    __call__.__signature__ = inspect.signature(inner_cls.__call__)
+    return type("USPProcessor", (USPProcessor,), {"__call__": __call__, "__module__": __name__})

@@ -97,7 +97,9 @@ class SplitHook(ModelHook):
         state = self.state
         if self.root:
             state.replicated = 0
-            if state.check_inputs and not state.checked and state.group.size > 1:
+            # Not while compiling: comparing the reduced checksums is a data-dependent branch (a graph break). An
+            # eager first call checks; a model compiled before any eager call is not checked.
+            if state.check_inputs and not state.checked and state.group.size > 1 and not torch.compiler.is_compiling():
                 tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
                 _check_same_inputs(tensors, state.group)
                 state.checked = True

@@ -150,3 +150,14 @@ def attention_core(
     want = _sdpa(*full)
     want_local = local(want[:, :replicated], want[:, replicated + r * S_LOCAL : replicated + (r + 1) * S_LOCAL])
     return (out - want_local).abs().max().item()
+
+
+def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
+    """Max difference between `torch.compile(fullgraph=True)` of a parallelized transformer and its eager output."""
+    transformer, inputs = build(model, shape)
+    parallelize(transformer)
+    with torch.no_grad():
+        eager = transformer(**inputs, return_dict=False)[0]
+        compiled = torch.compile(transformer, fullgraph=True, backend=backend)
+        out = compiled(**inputs, return_dict=False)[0]
+    return (out - eager).abs().max().item()

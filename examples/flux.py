@@ -1,0 +1,13 @@
+"""Flux text-to-image with Ulysses sequence parallelism.
+
+    accelerate launch --multi_gpu --num_processes 2 examples/flux.py --check    # tiny offline pipeline
+    accelerate launch --multi_gpu --num_processes 4 examples/flux.py --model black-forest-labs/FLUX.1-dev
+    python examples/flux.py                                                     # one process
+
+`diffusers_usp` must be importable (`PYTHONPATH=.` from the repository root). See `_driver.py` for the arguments.
+"""
+
+from _driver import main
+
+if __name__ == "__main__":
+    main("flux")

@@ -1,0 +1,66 @@
+"""Single-process behaviour of the public API: exact no-op at world size 1, clear errors on bad input."""
+
+import inspect
+
+import pytest
+import torch
+from diffusers import SD3Transformer2DModel
+from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+import diffusers_usp
+from diffusers_usp import USPProcessor, parallelize
+from diffusers_usp.tiny import tiny_flux_pipeline, tiny_wan_transformer
+
+
+def test_wrapper_shows_the_wrapped_processors_signature():
+    """diffusers' attention modules drop keyword arguments the processor's signature does not name; a generic
+    `(attn, *args, **kwargs)` would silently lose e.g. CogVideoX's rotary embedding."""
+    wrapped = USPProcessor(FluxAttnProcessor())
+    assert isinstance(wrapped, USPProcessor)
+    assert inspect.signature(wrapped.__call__) == inspect.signature(FluxAttnProcessor().__call__)
+
+
+def test_parallelize_wraps_every_attention_of_a_pipeline_and_is_idempotent():
+    pipe = tiny_flux_pipeline()
+    assert parallelize(parallelize(pipe)) is pipe
+    processors = pipe.transformer.attn_processors.values()
+    assert processors and all(isinstance(p, USPProcessor) for p in processors)
+    assert all(isinstance(p.processor, FluxAttnProcessor) for p in processors)
+
+
+def test_launched_without_a_process_group_fails_with_the_fix(monkeypatch):
+    """Under a launcher asking for 2 processes, no process group means 2 independent full runs; refuse instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="PartialState"):
+        parallelize(tiny_wan_transformer())
+
+
+def test_model_without_a_plan_is_refused_with_the_alternative():
+    model = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, caption_projection_dim=16, pooled_projection_dim=16, out_channels=4,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no sequence plan.*USPProcessor"):
+        parallelize(model)
+
+
+def test_processor_that_calls_no_kernel_is_refused():
+    class Projection:
+        def __call__(self, attn, hidden_states, *args, **kwargs):
+            return attn.to_out[0](hidden_states)
+
+    model = tiny_wan_transformer()
+    model.set_attn_processor(USPProcessor(Projection()))
+    with pytest.raises(TypeError, match="cannot reach its attention kernel"):
+        model(**diffusers_usp.tiny.wan_transformer_inputs(model), return_dict=False)
+
+
+def test_uneven_image_tokens_name_the_sizes():
+    """Until uneven sequences are supported, a token count P does not divide fails on every rank with its sizes."""
+    from diffusers_usp.plans import plan_for
+    from diffusers_usp.sharding import SequenceState, _shard
+    from diffusers_usp.state import UlyssesGroup
+
+    spec = plan_for(tiny_wan_transformer()).split["blocks.0"]["hidden_states"]
+    with pytest.raises(ValueError, match="has 7 tokens.*3 ranks"):
+        _shard(torch.zeros(1, 7, 4), spec, SequenceState(UlyssesGroup(None, 0, 3)), "hidden_states")
