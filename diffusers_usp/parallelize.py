@@ -69,7 +69,9 @@ def parallelize(pipe_or_transformer: T, *, group: dist.ProcessGroup | None = Non
             usp = USPProcessor(proc, group=group)
             usp._group = ulysses
             usp._sequence = state
-            usp._cross = plan.is_cross_attention(name.removesuffix(".processor"))
+            path = name.removesuffix(".processor")
+            usp._local = plan.is_local(path)
+            usp._joint = plan.is_joint(path)
             processors[name] = usp
         transformer.set_attn_processor(processors)  # consumes the dict it is given
         apply_sequence_sharding(transformer, plan, state)

@@ -72,9 +72,11 @@ class USPProcessor:
         self.processor = processor
         self._group_arg = group
         self._group: UlyssesGroup | None = None
-        # Set by `parallelize`: the per-forward sharding state, and whether this module's K/V are replicated.
+        # Set by `parallelize`: the per-forward sharding state; whether this module's K/V are replicated (attend
+        # locally); whether its sequence holds the plan's joint text tokens.
         self._sequence: SequenceState | None = None
-        self._cross = False
+        self._local = False
+        self._joint = True
         self._warned = False
         self._rebound: dict[type, types.FunctionType] = {}
         self._functional = types.ModuleType(F.__name__)
@@ -83,7 +85,7 @@ class USPProcessor:
 
     def __repr__(self) -> str:
         inner = type(self.processor).__name__ if self.processor is not None else "default"
-        mode = "cross" if self._cross else ("sharded" if self._sequence is not None else "heads")
+        mode = "local" if self._local else ("sharded" if self._sequence is not None else "heads")
         return f"USPProcessor({inner}, {mode})"
 
     # -- the wrapped processor --------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class USPProcessor:
         if self._sequence is None:
             self._warn_heads_only()
             return head_parallel_attention(query, key, value, kernel, group, attn_mask)
-        if self._cross:
+        if self._local:
             return local_attention(query, key, value, kernel, attn_mask)
         if attn_mask is not None or is_causal:
             raise NotImplementedError(
@@ -206,11 +208,12 @@ class USPProcessor:
             raise ValueError(
                 f"A sharded self-attention got {query.shape[1]} query tokens but {key.shape[1]} key tokens. If this "
                 "module attends to replicated tokens (cross-attention), its sequence plan must list it in "
-                "`cross_attention`."
+                "`local_attention`."
             )
         seq = self._sequence
+        replicated = seq.replicated if self._joint else 0
         return ulysses_attention(
-            query, key, value, kernel, group, replicated=seq.replicated, replicated_front=seq.replicated_front
+            query, key, value, kernel, group, replicated=replicated, replicated_front=seq.replicated_front
         )
 
     def _warn_heads_only(self) -> None:

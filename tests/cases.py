@@ -161,3 +161,17 @@ def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
         compiled = torch.compile(transformer, fullgraph=True, backend=backend)
         out = compiled(**inputs, return_dict=False)[0]
     return (out - eager).abs().max().item()
+
+
+def zoo_run(name: str) -> tuple[torch.Tensor, dict[str, int]]:
+    """A coverage case under `parallelize`: the output of the second forward and that forward's collectives (the
+    first adds the one-time input check)."""
+    import zoo
+
+    model, inputs = zoo.build(name)
+    parallelize(model)
+    with torch.no_grad():
+        model(**inputs, return_dict=False)
+        with profile() as prof:
+            out = model(**inputs, return_dict=False)[0]
+    return out, gloo_events(prof)

@@ -10,6 +10,10 @@ from pool import RankPool  # noqa: E402
 _POOLS: dict[int, RankPool] = {}
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-models-table", action="store_true", help="rewrite docs/models.md from this run")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped where none is present")
 

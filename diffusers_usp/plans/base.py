@@ -1,0 +1,67 @@
+"""What a sequence plan is: diffusers' `_cp_plan` plus what Ulysses needs that `_cp_plan` does not say.
+
+A plan is diffusers' `_cp_plan` (module path -> `ContextParallelInput`s to split, or `ContextParallelOutput`s to
+gather) plus which attention modules attend to replicated K/V (cross-attention, no collective) and where replicated
+joint tokens sit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from diffusers.models._modeling_parallel import (
+    ContextParallelInput,
+    ContextParallelModelPlan,
+    ContextParallelOutput,
+)
+
+
+@dataclass(frozen=True)
+class SplitOrReplicate(ContextParallelInput):
+    """Split along `split_dim` when P divides its length; otherwise keep it whole on every rank.
+
+    For joint text tokens: sharded text divides the text MLPs and projections by P too, so it is the fast path; when
+    the text length does not divide by P, the text stays whole and attention treats it as a replicated block (sliced
+    by head locally, its output rows carried by the output all-to-all).
+    """
+
+
+@dataclass(frozen=True)
+class SequencePlan:
+    """How one transformer class takes Ulysses sequence parallelism.
+
+    Args:
+        split (`dict`):
+            diffusers' `_cp_plan` format: module path ("" is the transformer, "*" any child) to a dict of inputs to
+            split (`ContextParallelInput`, keyed by forward parameter name or, with `split_output=True`, output
+            index), or to the `ContextParallelOutput`(s) to gather from its output.
+        local_attention (`tuple[str, ...]`):
+            Glob patterns of attention module paths whose keys and values every rank holds whole: cross-attention to
+            text, or self-attention of a text-only refiner. They are attended locally, with no collective. All other
+            attention modules are sharded self-attention.
+        joint_attention (`tuple[str, ...]`, *optional*):
+            Glob patterns of the sharded attention modules whose sequence includes the `SplitOrReplicate` tokens
+            (text joint with the image). `None` means all of them. When those tokens stay replicated, only these
+            modules treat them as a replicated block.
+        replicated_front (`bool`):
+            Whether joint text tokens precede the sharded tokens in the attention sequence (Flux) or follow them.
+    """
+
+    split: ContextParallelModelPlan
+    local_attention: tuple[str, ...] = ()
+    joint_attention: tuple[str, ...] | None = None
+    replicated_front: bool = True
+
+    def __post_init__(self):
+        if not any(
+            isinstance(v, (ContextParallelOutput, list, tuple)) for v in self.split.values()
+        ):  # a plan that never gathers would return one rank's slice as the model output
+            raise ValueError("A SequencePlan must gather its output with a ContextParallelOutput.")
+
+    def is_local(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.local_attention)
+
+    def is_joint(self, module_path: str) -> bool:
+        patterns = self.joint_attention if self.joint_attention is not None else ("*",)
+        return any(fnmatchcase(module_path, pattern) for pattern in patterns)

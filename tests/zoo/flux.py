@@ -1,0 +1,32 @@
+"""Flux family coverage cases."""
+
+import torch
+
+from .base import Case, randn, timestep
+
+
+def _flux_inputs(model, g, height=4, width=6, text=12):
+    cfg = model.config
+    img_ids = torch.zeros(height, width, 3)
+    img_ids[..., 1] = torch.arange(height)[:, None]
+    img_ids[..., 2] = torch.arange(width)[None, :]
+    return {
+        "hidden_states": randn(g, 1, height * width, cfg.in_channels),
+        "encoder_hidden_states": randn(g, 1, text, cfg.joint_attention_dim),
+        "pooled_projections": randn(g, 1, cfg.pooled_projection_dim),
+        "timestep": timestep(g, scale=1.0),
+        "img_ids": img_ids.reshape(-1, 3),
+        "txt_ids": torch.zeros(text, 3),
+        "guidance": torch.full((1,), 3.5),
+    }
+
+
+CASES = {
+    "FluxTransformer2DModel": Case(
+        config=dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=16,
+                    num_attention_heads=4, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+                    axes_dims_rope=(4, 6, 6)),
+        inputs=_flux_inputs,
+    ),
+}
+UNSUPPORTED: dict[str, str] = {}
