@@ -19,8 +19,9 @@ import torch
 
 from .comm import (
     all_gather_heads,
-    all_to_all,
     comm_stream,
+    exchange_out,
+    exchange_qkv,
     head_split,
     pack_out,
     pack_qkv,
@@ -52,6 +53,7 @@ def ulysses_attention(
     replicated: int = 0,
     replicated_front: bool = True,
     kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seq_lens: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """Attention over a sequence sharded across `group`, with exactly one all-to-all in and one out.
 
@@ -67,6 +69,9 @@ def ulysses_attention(
         kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*):
             Replicated `[B, T, Hkv, D]` key and value tokens that extra to the sequence (a reference image, a cache).
             Sliced locally by head, never sent.
+        seq_lens (`tuple[int, ...]`, *optional*):
+            Every rank's count of sharded tokens when they differ (a sequence P does not divide). The all-to-alls
+            then use uneven splits, so no padding enters the softmax. `None` means all ranks hold `L - replicated`.
 
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
@@ -78,14 +83,17 @@ def ulysses_attention(
     sharded = slice(replicated, L) if replicated_front else slice(0, L - replicated)
     rep = slice(0, replicated) if replicated_front else slice(L - replicated, L)
 
+    if seq_lens is not None and len(set(seq_lens)) == 1:
+        seq_lens = None
     stream = comm_stream(query.device)
     if stream is None:
-        recv = all_to_all(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group)
+        recv = exchange_qkv(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group, seq_lens)
     else:
         compute = torch.cuda.current_stream(query.device)
         stream.wait_stream(compute)
         with torch.cuda.stream(stream):
-            recv = all_to_all(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group)
+            send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split)
+            recv = exchange_qkv(send, group, seq_lens)
     # Meanwhile, on the compute stream: this rank's heads of the replicated tokens, which need no communication.
     k_parts, v_parts, q_parts = [], [], []
     if kv_prefix is not None:
@@ -102,6 +110,7 @@ def ulysses_attention(
         recv.record_stream(compute)
 
     q, k, v = unpack_qkv(recv, split, rank)
+    lens = seq_lens if seq_lens is not None else (L - replicated,) * P
     if q_parts or k_parts:
         q = torch.cat([*q_parts, q], dim=1)
         k = torch.cat([*k_parts, k], dim=1)
@@ -111,11 +120,13 @@ def ulysses_attention(
     if stream is not None:
         stream.wait_stream(compute)
         with torch.cuda.stream(stream):
-            recv = all_to_all(pack_out(out, split, P, replicated, not replicated_front), group)
+            send = pack_out(out, split, lens, replicated, not replicated_front)
+            recv = exchange_out(send, group, lens, replicated, B, D)
         compute.wait_stream(stream)
         recv.record_stream(compute)
     else:
-        recv = all_to_all(pack_out(out, split, P, replicated, not replicated_front), group)
+        send = pack_out(out, split, lens, replicated, not replicated_front)
+        recv = exchange_out(send, group, lens, replicated, B, D)
     return unpack_heads(recv, split)
 
 

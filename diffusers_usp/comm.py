@@ -76,6 +76,13 @@ def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSpli
     return HeadSplit(tuple(q), tuple(kv), g)
 
 
+def chunk_sizes(total: int, world_size: int) -> tuple[int, ...]:
+    """How a sequence of `total` tokens is split over `world_size` ranks: `torch.tensor_split`'s sizes (the first
+    `total % P` ranks take one more). Every rank computes the same tuple from shapes alone, with no communication."""
+    base, extra = divmod(total, world_size)
+    return tuple(base + (rank < extra) for rank in range(world_size))
+
+
 def pack_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: HeadSplit) -> torch.Tensor:
     """Pack the local tokens of Q, K and V into one send buffer grouped by destination rank.
 
@@ -99,38 +106,91 @@ def pack_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: HeadSplit
     return send
 
 
+def exchange_qkv(send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The all-to-all in: a `pack_qkv` buffer `[P, B, S_LOCAL, slots, D]` -> every source's tokens `[B, S, slots, D]`.
+
+    `seq_lens` gives each rank's token count when they differ (uneven sequences): each source then sends a chunk of
+    its own size, and the receive sizes follow from `seq_lens`, known on every rank without a size exchange.
+    """
+    P, B, S_LOCAL, SLOTS, D = send.shape
+    if seq_lens is None:
+        recv = torch.empty_like(send)
+        dist.all_to_all_single(recv, send, group=group.group)
+        # (P, B, S/P, slots, D) -permute-> (B, P, S/P, slots, D) -reshape-> (B, S, slots, D); a view when B == 1
+        return recv.permute(1, 0, 2, 3, 4).reshape(B, P * S_LOCAL, SLOTS, D)
+    sizes = [B * n * SLOTS * D for n in seq_lens]
+    recv = send.new_empty(sum(sizes))
+    dist.all_to_all_single(recv, send.view(-1), output_split_sizes=sizes, group=group.group)
+    if B == 1:  # chunks [1, S_i, slots, D] back to back are already [1, S, slots, D]
+        return recv.view(1, sum(seq_lens), SLOTS, D)
+    return torch.cat([c.view(B, n, SLOTS, D) for c, n in zip(recv.split(sizes), seq_lens)], dim=1)
+
+
 def unpack_qkv(
-    recv: torch.Tensor, split: HeadSplit, rank: int
+    full: torch.Tensor, split: HeadSplit, rank: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Views of this rank's Q, K and V over the whole sequence, `[B, S, h, D]`, from a received `pack_qkv` buffer."""
-    P, B, S_LOCAL, H_SLOTS, D = recv.shape
+    """Views of this rank's Q, K and V heads, `[B, S, h, D]`, in an `exchange_qkv` result `[B, S, slots, D]`."""
     qm, km = split.q_max, split.kv_max
     nq = split.q[rank][1] - split.q[rank][0]
     nkv = split.kv[rank][1] - split.kv[rank][0]
-    # (P, B, S/P, slots, D) -permute-> (B, P, S/P, slots, D) -reshape-> (B, S, slots, D); a view when B == 1
-    full = recv.permute(1, 0, 2, 3, 4).reshape(B, P * S_LOCAL, H_SLOTS, D)
     return full[..., :nq, :], full[..., qm : qm + nkv, :], full[..., qm + km : qm + km + nkv, :]
 
 
-def pack_out(out: torch.Tensor, split: HeadSplit, world_size: int, replicated: int = 0, replicated_last: bool = False):
+def pack_out(
+    out: torch.Tensor,
+    split: HeadSplit,
+    seq_lens: tuple[int, ...],
+    replicated: int = 0,
+    replicated_last: bool = False,
+) -> torch.Tensor:
     """Pack this rank's attention output for the return all-to-all.
 
-    `out` is `[B, replicated + S, h, D]`: the replicated rows first, then the `S = P * S_LOCAL` sharded rows in
-    source-rank order. Every destination gets its own `S_LOCAL` rows plus all replicated rows (before them, or after
-    them with `replicated_last`), so the replicated rows are completed by the same collective, with no all-gather.
-    Returns `[P, B, replicated + S_LOCAL, q_max, D]`.
+    `out` is `[B, replicated + S, h, D]`: the replicated rows first, then the sharded rows of each source rank in
+    rank order (`seq_lens[i]` rows of rank i). Every destination gets its own rows plus all replicated rows (before
+    them, or after them with `replicated_last`), so the replicated rows are completed by the same collective, with no
+    all-gather. Returns `[P, B, replicated + S_LOCAL, q_max, D]` when all ranks hold the same count, else the
+    destination chunks back to back, flat.
     """
     B, L, h, D = out.shape
-    P = world_size
-    S_LOCAL = (L - replicated) // P
-    send = out.new_empty(P, B, S_LOCAL + replicated, split.q_max, D)
-    own = slice(0, S_LOCAL) if replicated_last else slice(replicated, None)
-    # (B, S, h, D) -view-> (B, P, S/P, h, D) -permute-> (P, B, S/P, h, D)
-    send[:, :, own, :h].copy_(out[:, replicated:].reshape(B, P, S_LOCAL, h, D).permute(1, 0, 2, 3, 4))
-    if replicated:
-        rows = slice(S_LOCAL, None) if replicated_last else slice(0, replicated)
-        send[:, :, rows, :h].copy_(out[:, :replicated].unsqueeze(0).expand(P, B, replicated, h, D))
+    P = len(seq_lens)
+    sharded, rep = out[:, replicated:], out[:, :replicated]
+    if len(set(seq_lens)) == 1:
+        S_LOCAL = seq_lens[0]
+        send = out.new_empty(P, B, S_LOCAL + replicated, split.q_max, D)
+        own = slice(0, S_LOCAL) if replicated_last else slice(replicated, None)
+        # (B, S, h, D) -view-> (B, P, S/P, h, D) -permute-> (P, B, S/P, h, D)
+        send[:, :, own, :h].copy_(sharded.reshape(B, P, S_LOCAL, h, D).permute(1, 0, 2, 3, 4))
+        if replicated:
+            rows = slice(S_LOCAL, None) if replicated_last else slice(0, replicated)
+            send[:, :, rows, :h].copy_(rep.unsqueeze(0).expand(P, B, replicated, h, D))
+        return send
+    # Uneven: one copy per destination into its own slice of a flat buffer.
+    send = out.new_empty(sum(B * (n + replicated) * split.q_max * D for n in seq_lens))
+    start = offset = 0
+    for n in seq_lens:
+        chunk = send[offset : offset + B * (n + replicated) * split.q_max * D].view(B, n + replicated, split.q_max, D)
+        own = slice(0, n) if replicated_last else slice(replicated, None)
+        chunk[:, own, :h].copy_(sharded[:, start : start + n])
+        if replicated:
+            chunk[:, slice(n, None) if replicated_last else slice(0, replicated), :h].copy_(rep)
+        start, offset = start + n, offset + chunk.numel()
     return send
+
+
+def exchange_out(
+    send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, ...], replicated: int, batch: int, head_dim: int
+) -> torch.Tensor:
+    """The all-to-all out: a `pack_out` buffer -> `[P, B, own + replicated rows, q_max, D]`, one block per source."""
+    recv_rows = seq_lens[group.rank] + replicated
+    if send.dim() == 5:
+        recv = torch.empty_like(send)
+        dist.all_to_all_single(recv, send, group=group.group)
+        return recv
+    row = send.numel() // sum(n + replicated for n in seq_lens)  # B * q_max * D elements per row
+    recv = send.new_empty(group.size * recv_rows * row)
+    sizes = [(n + replicated) * row for n in seq_lens]
+    dist.all_to_all_single(recv, send, input_split_sizes=sizes, group=group.group)
+    return recv.view(group.size, batch, recv_rows, row // (batch * head_dim), head_dim)
 
 
 def unpack_heads(recv: torch.Tensor, split: HeadSplit) -> torch.Tensor:
@@ -144,13 +204,6 @@ def unpack_heads(recv: torch.Tensor, split: HeadSplit) -> torch.Tensor:
 
 # torch 2.13 renamed `all_gather_into_tensor` (deprecated there) to `all_gather_single`; torch 2.11 has only the former.
 _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-
-
-def all_to_all(send: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
-    """One even `all_to_all_single` over dim 0 of `send` (`[P, ...]`, contiguous)."""
-    recv = torch.empty_like(send)
-    dist.all_to_all_single(recv, send, group=group.group)
-    return recv
 
 
 def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: UlyssesGroup) -> torch.Tensor:
@@ -169,8 +222,19 @@ def _all_gather_stacked(x: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
     return out.view(group.size, *x.shape)
 
 
-def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup) -> torch.Tensor:
-    """Concatenate every rank's `x` along `dim` with one all-gather (the sequence gather at a transformer's exit)."""
+def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup, sizes: tuple[int, ...] | None = None):
+    """Concatenate every rank's `x` along `dim` with one all-gather (the sequence gather at a transformer's exit).
+
+    `sizes` gives each rank's length along `dim` when they differ: chunks are padded to the longest for the
+    collective and trimmed after it.
+    """
+    if sizes is not None and len(set(sizes)) > 1:
+        shape = list(x.shape)
+        shape[dim] = max(sizes)
+        padded = x.new_zeros(shape)
+        padded.narrow(dim, 0, x.shape[dim]).copy_(x)
+        out = _all_gather_stacked(padded, group)
+        return torch.cat([out[rank].narrow(dim, 0, n) for rank, n in enumerate(sizes)], dim=dim)
     out = _all_gather_stacked(x.contiguous(), group)
     # (P, ..., S/P, ...) -movedim-> (..., P, S/P, ...) -flatten-> (..., S, ...)
     return out.movedim(0, dim).flatten(dim, dim + 1)

@@ -211,10 +211,12 @@ class USPProcessor:
                 "`local_attention`."
             )
         seq = self._sequence
-        replicated = seq.replicated if self._joint else 0
         return ulysses_attention(
-            query, key, value, kernel, group, replicated=replicated, replicated_front=seq.replicated_front
-        )
+            query, key, value, kernel, group,
+            replicated=seq.replicated if self._joint else 0,
+            replicated_front=seq.replicated_front,
+            seq_lens=seq.seq_lens(self._joint),
+        )  # fmt: skip
 
     def _warn_heads_only(self) -> None:
         if not self._warned:

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .comm import all_gather_dim
+from .comm import all_gather_dim, chunk_sizes
 from .plans import SequencePlan, SplitOrReplicate
 from .state import UlyssesGroup
 
@@ -30,38 +30,72 @@ class SequenceState:
     Args:
         group (`UlyssesGroup`): the ranks sharing the sequence.
         replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
-        replicated (`int`): tokens every rank holds whole in this forward's joint attention (text whose count does
-            not divide by P); reset at every forward.
         check_inputs (`bool`): compare the inputs across ranks on the first forward.
+
+    Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
+    `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
+    tokens that were split instead; `lengths`, the lengths of the sequences that were split.
     """
 
     group: UlyssesGroup
     replicated_front: bool = True
-    replicated: int = 0
     check_inputs: bool = True
     checked: bool = field(default=False, repr=False)
+    replicated: int = 0
+    text: int = 0
+    lengths: set[int] = field(default_factory=set)
+
+    def reset(self) -> None:
+        self.replicated = self.text = 0
+        self.lengths.clear()
+
+    @property
+    def uneven(self) -> int | None:
+        """The length of the split sequence when P does not divide it (its ranks then hold `chunk_sizes` tokens)."""
+        return next((n for n in self.lengths if n % self.group.size), None)
+
+    def seq_lens(self, joint: bool) -> tuple[int, ...] | None:
+        """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count."""
+        tokens = self.uneven
+        if tokens is None:
+            return None
+        text = self.text // self.group.size if joint else 0
+        return tuple(n + text for n in chunk_sizes(tokens, self.group.size))
 
 
 def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, name: str) -> torch.Tensor:
     if spec.expected_dims is not None and x.dim() != spec.expected_dims:
         return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
-    P, size = state.group.size, x.shape[spec.split_dim]
+    P, rank, size = state.group.size, state.group.rank, x.shape[spec.split_dim]
     if P == 1:
         return x
-    if size % P:
-        if isinstance(spec, SplitOrReplicate):
+    if isinstance(spec, SplitOrReplicate):
+        if size % P:
             state.replicated = size
             return x
+        state.text = size
+        return x.narrow(spec.split_dim, rank * (size // P), size // P)
+    if size < P:
+        raise ValueError(f"`{name}` has {size} tokens along dim {spec.split_dim}, fewer than the {P} ranks sharing it.")
+    state.lengths.add(size)
+    if len(state.lengths) > 1 and state.uneven is not None:
         raise ValueError(
-            f"`{name}` has {size} tokens along dim {spec.split_dim}, which {P} ranks cannot split evenly. Choose a "
-            f"resolution or frame count whose token count is a multiple of {P}, or run on a world size that divides it."
+            f"This forward splits sequences of lengths {sorted(state.lengths)} over {P} ranks, and {state.uneven} "
+            f"does not divide by {P}. Several sequences can only be split evenly: choose sizes that {P} divides."
         )
-    n = size // P
-    return x.narrow(spec.split_dim, state.group.rank * n, n)
+    sizes = chunk_sizes(size, P)
+    return x.narrow(spec.split_dim, sum(sizes[:rank]), sizes[rank])
 
 
-def _gather(x: torch.Tensor, spec: ContextParallelOutput, group: UlyssesGroup) -> torch.Tensor:
-    return x if group.size == 1 else all_gather_dim(x, spec.gather_dim, group)
+def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) -> torch.Tensor:
+    group = state.group
+    if group.size == 1:
+        return x
+    tokens = state.uneven
+    sizes = chunk_sizes(tokens, group.size) if tokens is not None else None
+    if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
+        raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
+    return all_gather_dim(x, spec.gather_dim, group, sizes)
 
 
 def _check_same_inputs(tensors: list[torch.Tensor], group: UlyssesGroup) -> None:
@@ -96,7 +130,7 @@ class SplitHook(ModelHook):
     def pre_forward(self, module, *args, **kwargs):
         state = self.state
         if self.root:
-            state.replicated = 0
+            state.reset()
             # Not while compiling: comparing the reduced checksums is a data-dependent branch (a graph break). An
             # eager first call checks; a model compiled before any eager call is not checked.
             if state.check_inputs and not state.checked and state.group.size > 1 and not torch.compiler.is_compiling():
@@ -129,17 +163,17 @@ class SplitHook(ModelHook):
 class GatherHook(ModelHook):
     """Gathers the sequence of one module's output(s) from every rank."""
 
-    def __init__(self, specs: list[ContextParallelOutput | None], group: UlyssesGroup) -> None:
+    def __init__(self, specs: list[ContextParallelOutput | None], state: SequenceState) -> None:
         super().__init__()
         self.specs = specs
-        self.group = group
+        self.state = state
 
     def post_forward(self, module, output):
         single = isinstance(output, torch.Tensor)
         output = [output] if single else list(output)
         for i, spec in enumerate(self.specs):
             if spec is not None:
-                output[i] = _gather(output[i], spec, self.group)
+                output[i] = _gather(output[i], spec, self.state)
         return output[0] if single else tuple(output)
 
 
@@ -170,7 +204,7 @@ def apply_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan, st
                 registry.register_hook(SplitHook(entry, state, root=path == ""), _SPLIT_HOOK.format(path))
             else:
                 specs = [entry] if isinstance(entry, ContextParallelOutput) else list(entry)
-                registry.register_hook(GatherHook(specs, state.group), _GATHER_HOOK.format(path))
+                registry.register_hook(GatherHook(specs, state), _GATHER_HOOK.format(path))
 
 
 def remove_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan) -> None:

@@ -15,11 +15,9 @@ from torch.profiler import profile
 
 from diffusers_usp import USPProcessor, parallelize
 from diffusers_usp.attention import ulysses_attention
-from diffusers_usp.comm import all_to_all, head_split, pack_qkv, unpack_qkv
+from diffusers_usp.comm import exchange_qkv, head_split, pack_qkv, unpack_qkv
 from diffusers_usp.state import ulysses_group
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer, tiny_wan_transformer, wan_transformer_inputs
-
-COLLECTIVES = ("all_to_all", "all_gather", "allgather", "all_reduce", "allreduce")
 
 
 def build(model: str, shape: dict, seed: int = 0, **config):
@@ -102,15 +100,16 @@ def _rank_tensors(seed: int, rank: int, B: int, S_LOCAL: int, Hq: int, Hkv: int,
     )
 
 
-def packed_all_to_all(seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int) -> float:
-    """Max difference between the packed all-to-all and the per-source slices it must deliver."""
+def packed_all_to_all(seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int) -> float:
+    """Max difference between the packed all-to-all and the per-source slices it must deliver; rank i holds
+    `seq_lens[i]` tokens."""
     group = ulysses_group()
-    P, r = group.size, group.rank
-    split = head_split(Hq, Hkv, P)
-    q, k, v = _rank_tensors(seed, r, B, S_LOCAL, Hq, Hkv, D)
-    got = unpack_qkv(all_to_all(pack_qkv(q, k, v, split), group), split, r)
+    r = group.rank
+    split = head_split(Hq, Hkv, group.size)
+    q, k, v = _rank_tensors(seed, r, B, seq_lens[r], Hq, Hkv, D)
+    got = unpack_qkv(exchange_qkv(pack_qkv(q, k, v, split), group, seq_lens), split, r)
     (q0, q1), (kv0, kv1) = split.q[r], split.kv[r]
-    sources = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(P)]
+    sources = [_rank_tensors(seed, i, B, n, Hq, Hkv, D) for i, n in enumerate(seq_lens)]
     want = (
         torch.cat([s[0][:, :, q0:q1] for s in sources], dim=1),
         torch.cat([s[1][:, :, kv0:kv1] for s in sources], dim=1),
@@ -127,40 +126,32 @@ def _sdpa(q, k, v, mask=None):
 
 
 def attention_core(
-    seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int, replicated: int, front: bool, kv_prefix: int
-) -> float:
-    """Max difference between `ulysses_attention` and SDPA over the whole sequence, with replicated tokens (front or
-    back of each rank's sequence) and a replicated K/V prefix."""
+    seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int, replicated: int, front: bool,
+    kv_prefix: int,
+) -> float:  # fmt: skip
+    """Max difference between `ulysses_attention` and SDPA over the whole sequence, with rank i holding
+    `seq_lens[i]` sharded tokens, replicated tokens (front or back of each rank's sequence) and a replicated K/V
+    prefix."""
     group = ulysses_group()
-    P, r = group.size, group.rank
+    r = group.rank
     g = torch.Generator().manual_seed(seed)
     q_rep, k_rep, v_rep = (torch.randn(B, replicated, h, D, generator=g) for h in (Hq, Hkv, Hkv))
     k_pre, v_pre = (torch.randn(B, kv_prefix, Hkv, D, generator=g) for _ in range(2))
-    shards = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(P)]
+    shards = [_rank_tensors(seed, i, B, n, Hq, Hkv, D) for i, n in enumerate(seq_lens)]
 
     def local(x_rep, x_sh):
         return torch.cat([x_rep, x_sh] if front else [x_sh, x_rep], dim=1)
 
     q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[r]))
     out = ulysses_attention(q, k, v, _sdpa, group, replicated=replicated, replicated_front=front,
-                            kv_prefix=(k_pre, v_pre) if kv_prefix else None)  # fmt: skip
+                            kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens)  # fmt: skip
 
     full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
     full += [torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))]
     want = _sdpa(*full)
-    want_local = local(want[:, :replicated], want[:, replicated + r * S_LOCAL : replicated + (r + 1) * S_LOCAL])
+    start = replicated + sum(seq_lens[:r])
+    want_local = local(want[:, :replicated], want[:, start : start + seq_lens[r]])
     return (out - want_local).abs().max().item()
-
-
-def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
-    """Max difference between `torch.compile(fullgraph=True)` of a parallelized transformer and its eager output."""
-    transformer, inputs = build(model, shape)
-    parallelize(transformer)
-    with torch.no_grad():
-        eager = transformer(**inputs, return_dict=False)[0]
-        compiled = torch.compile(transformer, fullgraph=True, backend=backend)
-        out = compiled(**inputs, return_dict=False)[0]
-    return (out - eager).abs().max().item()
 
 
 def zoo_run(name: str) -> tuple[torch.Tensor, dict[str, int]]:

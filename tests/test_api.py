@@ -55,12 +55,15 @@ def test_processor_that_calls_no_kernel_is_refused():
         model(**diffusers_usp.tiny.wan_transformer_inputs(model), return_dict=False)
 
 
-def test_uneven_image_tokens_name_the_sizes():
-    """Until uneven sequences are supported, a token count P does not divide fails on every rank with its sizes."""
-    from diffusers_usp.plans import plan_for
+def test_several_uneven_sequences_are_refused_with_their_sizes():
+    """Per-rank lengths of one attention follow from one uneven sequence; with two of different lengths they would
+    be ambiguous, so the split refuses instead of risking mismatched all-to-alls."""
+    from diffusers.models._modeling_parallel import ContextParallelInput
+
     from diffusers_usp.sharding import SequenceState, _shard
     from diffusers_usp.state import UlyssesGroup
 
-    spec = plan_for(tiny_wan_transformer()).split["blocks.0"]["hidden_states"]
-    with pytest.raises(ValueError, match="has 7 tokens.*3 ranks"):
-        _shard(torch.zeros(1, 7, 4), spec, SequenceState(UlyssesGroup(None, 0, 3)), "hidden_states")
+    state, spec = SequenceState(UlyssesGroup(None, 0, 3)), ContextParallelInput(split_dim=1)
+    assert _shard(torch.zeros(1, 7, 4), spec, state, "hidden_states").shape[1] == 3  # tensor_split: 3, 2, 2
+    with pytest.raises(ValueError, match=r"lengths \[7, 9\].*3 ranks"):
+        _shard(torch.zeros(1, 9, 4), spec, state, "audio_hidden_states")

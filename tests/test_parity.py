@@ -6,13 +6,18 @@ import torch
 import cases
 
 # (model, input shape, config overrides). Chosen to cover: text sharded vs. replicated (Flux text length not divisible
-# by P), batch 2 (a CFG batch), head counts that P does not divide, and video token grids.
+# by P), batch 2 (a CFG batch), head counts that P does not divide, video token grids, and token counts that P does
+# not divide (25, 35 and 35 tokens).
 CASES = {
     "flux": ("flux", dict(height=4, width=6, text_len=8), {}),
     "flux-odd-text-batch2": ("flux", dict(height=6, width=6, text_len=7, batch=2), {}),
     "flux-6-heads": ("flux", dict(height=4, width=6, text_len=12), dict(num_attention_heads=6)),
     "wan": ("wan", dict(frames=3, height=8, width=8), {}),
     "wan-5-heads-batch2": ("wan", dict(frames=2, height=12, width=8, batch=2), dict(num_attention_heads=5)),
+    # token counts no world size here divides: uneven all-to-alls and gather
+    "flux-uneven": ("flux", dict(height=5, width=5, text_len=7), {}),
+    "flux-uneven-text-split-batch2": ("flux", dict(height=5, width=7, text_len=12, batch=2), {}),
+    "wan-uneven": ("wan", dict(frames=1, height=10, width=14), {}),
 }
 _REFERENCES: dict[str, torch.Tensor] = {}
 
