@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -13,6 +14,11 @@ from .sharding import SequenceState, apply_sequence_sharding
 from .state import ulysses_group
 
 T = TypeVar("T")
+
+# How long a rank waits in a USP collective for the others. A rank that fails mid-forward (out of memory, say) never
+# enters the next collective; this bounds how long the others wait before they raise too. The longest legitimate
+# wait is one rank being a layer or a first-call compile behind the others, far below this.
+DEFAULT_TIMEOUT = timedelta(minutes=5)
 
 
 def _transformers(obj) -> list[torch.nn.Module]:
@@ -28,7 +34,13 @@ def _transformers(obj) -> list[torch.nn.Module]:
     return found
 
 
-def parallelize(pipe_or_transformer: T, *, group: dist.ProcessGroup | None = None, check_inputs: bool = True) -> T:
+def parallelize(
+    pipe_or_transformer: T,
+    *,
+    group: dist.ProcessGroup | None = None,
+    timeout: timedelta | None = DEFAULT_TIMEOUT,
+    check_inputs: bool = True,
+) -> T:
     """Run a diffusers transformer with Ulysses sequence parallelism across the ranks of `group`.
 
     Wraps every attention module's processor in a `USPProcessor` and registers hooks that split the sequence after the
@@ -39,14 +51,22 @@ def parallelize(pipe_or_transformer: T, *, group: dist.ProcessGroup | None = Non
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
             A pipeline (its `transformer`, `transformer_2`, ... components are parallelized) or a transformer.
         group (`torch.distributed.ProcessGroup`, *optional*):
-            The ranks that share one sequence. Defaults to the default process group (`accelerate.PartialState()`
-            or `torch.distributed.init_process_group()` creates it). With one process this is an exact no-op.
+            The ranks that share one sequence. Defaults to a new group of all ranks of the default process group
+            (which `accelerate.PartialState()` or `torch.distributed.init_process_group()` creates); every rank must
+            then call `parallelize` in the same order. With one process this is an exact no-op.
+        timeout (`datetime.timedelta`, *optional*, defaults to 5 minutes):
+            The timeout of the group created when `group` is not given: if one rank fails mid-forward, the others
+            raise after waiting this long instead of hanging. `None` uses the default group and its timeout.
         check_inputs (`bool`, defaults to `True`):
             On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ.
 
     Returns:
         Its argument, parallelized in place.
     """
+    if group is not None and timeout is not DEFAULT_TIMEOUT:
+        raise ValueError("Pass `group` or `timeout`, not both: a given group keeps the timeout it was created with.")
+    if group is None and timeout is not None and dist.is_available() and dist.is_initialized():
+        group = dist.new_group(timeout=timeout)  # collective: every rank calls parallelize in the same order
     ulysses = ulysses_group(group)
     for transformer in _transformers(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:

@@ -166,3 +166,25 @@ def zoo_run(name: str) -> tuple[torch.Tensor, dict[str, int]]:
         with profile() as prof:
             out = model(**inputs, return_dict=False)[0]
     return out, gloo_events(prof)
+
+
+def one_rank_fails(timeout_s: float) -> tuple[str, float]:
+    """Rank 1 raises between two blocks; returns how this rank's forward ended and how long it took."""
+    import time
+    from datetime import timedelta
+
+    model, inputs = build("wan", dict(frames=3, height=8, width=8))
+    parallelize(model, timeout=timedelta(seconds=timeout_s))
+
+    def fail(module, args):
+        raise RuntimeError("rank 1 failed")
+
+    if dist.get_rank() == 1:
+        model.blocks[1].register_forward_pre_hook(fail)
+    start = time.monotonic()
+    try:
+        with torch.no_grad():
+            model(**inputs, return_dict=False)
+    except Exception as err:  # noqa: BLE001 - the point is that it raises, whatever the backend calls it
+        return f"raised {type(err).__name__}: {str(err)[:200]}", time.monotonic() - start
+    return "returned", time.monotonic() - start

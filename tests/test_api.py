@@ -67,3 +67,10 @@ def test_several_uneven_sequences_are_refused_with_their_sizes():
     assert _shard(torch.zeros(1, 7, 4), spec, state, "hidden_states").shape[1] == 3  # tensor_split: 3, 2, 2
     with pytest.raises(ValueError, match=r"lengths \[7, 9\].*3 ranks"):
         _shard(torch.zeros(1, 9, 4), spec, state, "audio_hidden_states")
+
+
+def test_group_and_timeout_are_exclusive():
+    from datetime import timedelta
+
+    with pytest.raises(ValueError, match="`group` or `timeout`"):
+        parallelize(tiny_wan_transformer(), group=object(), timeout=timedelta(seconds=1))

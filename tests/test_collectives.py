@@ -53,3 +53,16 @@ def test_mismatched_inputs_raise_on_every_rank(pools):
     """Ranks fed different latents must all raise, instead of returning a wrong image without a word."""
     for message in pools(2).run(cases.mismatched_inputs, *WAN):
         assert "different transformer inputs" in message
+
+
+def test_a_failing_rank_does_not_hang_the_others(pools):
+    """Rank 1 fails mid-forward and never reaches the next all-to-all: rank 0 must raise within the group's timeout
+    instead of waiting forever."""
+    pool = pools(2)
+    try:
+        (outcome0, seconds0), (outcome1, _) = pool.run(cases.one_rank_fails, 3.0)
+    finally:
+        pool.close()  # the timed-out collective may leave the pool's ranks in a state not worth reusing
+    assert outcome1.startswith("raised RuntimeError: rank 1 failed")
+    assert outcome0.startswith("raised"), outcome0
+    assert seconds0 < 3.0 + 20.0, seconds0  # the bound, plus slack for a loaded 2-core machine
