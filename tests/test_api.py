@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 import torch
-from diffusers import SD3Transformer2DModel
+from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
 import diffusers_usp
@@ -36,12 +36,14 @@ def test_launched_without_a_process_group_fails_with_the_fix(monkeypatch):
 
 
 def test_model_without_a_plan_is_refused_with_the_alternative():
-    model = SD3Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=16, caption_projection_dim=16, pooled_projection_dim=16, out_channels=4,
-    )  # fmt: skip
-    with pytest.raises(ValueError, match="no sequence plan.*USPProcessor"):
-        parallelize(model)
+    """Plans match exact classes: a subclass may change its forward, so it gets no plan silently."""
+
+    class MyWan(WanTransformer3DModel):
+        pass
+
+    with pytest.raises(ValueError, match="no sequence plan for MyWan.*USPProcessor"):
+        parallelize(MyWan(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, text_dim=8,
+                          freq_dim=8, ffn_dim=16, num_layers=1))  # fmt: skip
 
 
 def test_processor_that_calls_no_kernel_is_refused():
