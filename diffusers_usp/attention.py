@@ -43,6 +43,14 @@ def _expand_kv(k: torch.Tensor, v: torch.Tensor, index: tuple[int, ...] | None):
     return k.index_select(2, idx), v.index_select(2, idx)
 
 
+def _gathered_key_mask(local: torch.Tensor, received: torch.Tensor, rep: slice, prefix: int) -> torch.Tensor:
+    """The mask of every key the kernel sees, `[B, 1, 1, prefix + replicated + S]`, in the input mask's dtype."""
+    received = received > 0.5 if local.dtype == torch.bool else received.to(local.dtype)
+    keep = torch.ones if local.dtype == torch.bool else torch.zeros  # prefix keys are always attended
+    parts = [keep(local.shape[0], prefix, dtype=local.dtype, device=local.device), local[:, rep], received]
+    return torch.cat(parts, dim=1)[:, None, None, :]
+
+
 def ulysses_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -54,6 +62,7 @@ def ulysses_attention(
     replicated_front: bool = True,
     kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     seq_lens: tuple[int, ...] | None = None,
+    key_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention over a sequence sharded across `group`, with exactly one all-to-all in and one out.
 
@@ -72,6 +81,9 @@ def ulysses_attention(
         seq_lens (`tuple[int, ...]`, *optional*):
             Every rank's count of sharded tokens when they differ (a sequence P does not divide). The all-to-alls
             then use uneven splits, so no padding enters the softmax. `None` means all ranks hold `L - replicated`.
+        key_mask (`torch.Tensor`, *optional*):
+            `[B, L]`, boolean or additive, over this rank's keys in the order of `key` (a key-padding mask: the same
+            for every query and head). Its sharded part travels in the input all-to-all.
 
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
@@ -85,14 +97,16 @@ def ulysses_attention(
 
     if seq_lens is not None and len(set(seq_lens)) == 1:
         seq_lens = None
+    mask_sent = key_mask[:, sharded].to(query.dtype) if key_mask is not None else None
     stream = comm_stream(query.device)
     if stream is None:
-        recv = exchange_qkv(pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split), group, seq_lens)
+        send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split, mask_sent)
+        recv = exchange_qkv(send, group, seq_lens)
     else:
         compute = torch.cuda.current_stream(query.device)
         stream.wait_stream(compute)
         with torch.cuda.stream(stream):
-            send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split)
+            send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split, mask_sent)
             recv = exchange_qkv(send, group, seq_lens)
     # Meanwhile, on the compute stream: this rank's heads of the replicated tokens, which need no communication.
     k_parts, v_parts, q_parts = [], [], []
@@ -109,13 +123,15 @@ def ulysses_attention(
         # its memory to the next side-stream allocation while these kernels still read it.
         recv.record_stream(compute)
 
-    q, k, v = unpack_qkv(recv, split, rank)
+    q, k, v, mask = unpack_qkv(recv, split, rank)
     lens = seq_lens if seq_lens is not None else (L - replicated,) * P
     if q_parts or k_parts:
         q = torch.cat([*q_parts, q], dim=1)
         k = torch.cat([*k_parts, k], dim=1)
         v = torch.cat([*v_parts, v], dim=1)
-    out = kernel(q, *_expand_kv(k, v, split.kv_index(rank)), None)  # [B, replicated + S, h, D]
+    if key_mask is not None:
+        mask = _gathered_key_mask(key_mask, mask, rep, kv_prefix[0].shape[1] if kv_prefix is not None else 0)
+    out = kernel(q, *_expand_kv(k, v, split.kv_index(rank)), mask)  # [B, replicated + S, h, D]
 
     if stream is not None:
         stream.wait_stream(compute)

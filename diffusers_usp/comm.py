@@ -83,27 +83,34 @@ def chunk_sizes(total: int, world_size: int) -> tuple[int, ...]:
     return tuple(base + (rank < extra) for rank in range(world_size))
 
 
-def pack_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: HeadSplit) -> torch.Tensor:
+def pack_qkv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: HeadSplit, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pack the local tokens of Q, K and V into one send buffer grouped by destination rank.
 
     Returns `[P, B, S_LOCAL, q_max + 2 * kv_max, D]`: chunk j holds rank j's query heads, then its K heads, then its V
-    heads. On an even split this is one strided copy per tensor, the floor for a packed send.
+    heads. On an even split this is one strided copy per tensor, the floor for a packed send. A key mask
+    (`[B, S_LOCAL]`, in Q's dtype) rides along in one extra slot (its first element), so every rank gets the mask of
+    all keys from the same collective: 1/(slots+1) more bytes instead of a second collective.
     """
     B, S_LOCAL, _, D = q.shape
     P, qm, km = len(split.q), split.q_max, split.kv_max
-    send = q.new_empty(P, B, S_LOCAL, qm + 2 * km, D)
+    send = q.new_empty(P, B, S_LOCAL, qm + 2 * km + (key_mask is not None), D)
+    if key_mask is not None:
+        send[..., -1, 0].copy_(key_mask.unsqueeze(0).expand(P, B, S_LOCAL))
+        send, packed = send[..., :-1, :], send  # write Q/K/V through a view of the slots before the mask's
     if split.even:
         # (B, S/P, H, D) -view-> (B, S/P, P, H/P, D) -permute-> (P, B, S/P, H/P, D), written straight into the buffer
         send[..., :qm, :].copy_(q.view(B, S_LOCAL, P, qm, D).permute(2, 0, 1, 3, 4))
         send[..., qm : qm + km, :].copy_(k.view(B, S_LOCAL, P, km, D).permute(2, 0, 1, 3, 4))
-        send[..., qm + km :, :].copy_(v.view(B, S_LOCAL, P, km, D).permute(2, 0, 1, 3, 4))
-        return send
+        send[..., qm + km : qm + 2 * km, :].copy_(v.view(B, S_LOCAL, P, km, D).permute(2, 0, 1, 3, 4))
+        return packed if key_mask is not None else send
     # Uneven heads or GQA with fewer KV heads than ranks: one copy per destination; the padding slots stay unread.
     for j, ((q0, q1), (kv0, kv1)) in enumerate(zip(split.q, split.kv)):
         send[j, :, :, : q1 - q0].copy_(q[:, :, q0:q1])
         send[j, :, :, qm : qm + kv1 - kv0].copy_(k[:, :, kv0:kv1])
         send[j, :, :, qm + km : qm + km + kv1 - kv0].copy_(v[:, :, kv0:kv1])
-    return send
+    return packed if key_mask is not None else send
 
 
 def exchange_qkv(send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -128,12 +135,14 @@ def exchange_qkv(send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, .
 
 def unpack_qkv(
     full: torch.Tensor, split: HeadSplit, rank: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Views of this rank's Q, K and V heads, `[B, S, h, D]`, in an `exchange_qkv` result `[B, S, slots, D]`."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Views of this rank's Q, K and V heads, `[B, S, h, D]`, in an `exchange_qkv` result `[B, S, slots, D]`, and of
+    the key mask `[B, S]` if one was packed."""
     qm, km = split.q_max, split.kv_max
     nq = split.q[rank][1] - split.q[rank][0]
     nkv = split.kv[rank][1] - split.kv[rank][0]
-    return full[..., :nq, :], full[..., qm : qm + nkv, :], full[..., qm + km : qm + km + nkv, :]
+    key_mask = full[..., -1, 0] if full.shape[2] > qm + 2 * km else None
+    return full[..., :nq, :], full[..., qm : qm + nkv, :], full[..., qm + km : qm + km + nkv, :], key_mask
 
 
 def pack_out(

@@ -199,10 +199,10 @@ class USPProcessor:
             return head_parallel_attention(query, key, value, kernel, group, attn_mask)
         if self._local:
             return local_attention(query, key, value, kernel, attn_mask)
-        if attn_mask is not None or is_causal:
+        if is_causal:
             raise NotImplementedError(
-                "Attention masks and causal attention are not supported on a sharded sequence yet. Run this model "
-                "with USPProcessor() alone (head-parallel, exact with masks) instead of parallelize()."
+                "Causal attention over a sharded sequence is not supported: the all-to-all gathers tokens in rank "
+                "order, which for joint text and image is not the sequence order a causal mask refers to."
             )
         if key.shape[1] != query.shape[1]:
             raise ValueError(
@@ -216,6 +216,7 @@ class USPProcessor:
             replicated=seq.replicated if self._joint else 0,
             replicated_front=seq.replicated_front,
             seq_lens=seq.seq_lens(self._joint),
+            key_mask=None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1]),
         )  # fmt: skip
 
     def _warn_heads_only(self) -> None:
@@ -227,6 +228,19 @@ class USPProcessor:
                 "as well.",
                 stacklevel=4,
             )
+
+
+def _key_mask(mask: torch.Tensor, batch: int, keys: int) -> torch.Tensor:
+    """`[B, keys]` from a key-padding mask (`[B, keys]`, `[B, 1, keys]` or `[B, 1, 1, keys]`, boolean or additive)."""
+    if mask.dim() > 2 and all(n == 1 for n in mask.shape[1:-1]):
+        mask = mask.reshape(mask.shape[0], mask.shape[-1])
+    if mask.dim() != 2 or mask.shape[-1] != keys or mask.shape[0] not in (1, batch):
+        raise NotImplementedError(
+            f"A sharded self-attention got a mask of shape {tuple(mask.shape)}. Only key-padding masks (the same "
+            f"for every query and head: [B, {keys}], [B, 1, {keys}] or [B, 1, 1, {keys}]) can follow their keys "
+            "through the all-to-all. Run this model with USPProcessor() alone (heads only, any mask) instead."
+        )
+    return mask.expand(batch, keys)
 
 
 @functools.lru_cache(maxsize=None)

@@ -107,7 +107,7 @@ def packed_all_to_all(seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv
     r = group.rank
     split = head_split(Hq, Hkv, group.size)
     q, k, v = _rank_tensors(seed, r, B, seq_lens[r], Hq, Hkv, D)
-    got = unpack_qkv(exchange_qkv(pack_qkv(q, k, v, split), group, seq_lens), split, r)
+    got = unpack_qkv(exchange_qkv(pack_qkv(q, k, v, split), group, seq_lens), split, r)[:3]
     (q0, q1), (kv0, kv1) = split.q[r], split.kv[r]
     sources = [_rank_tensors(seed, i, B, n, Hq, Hkv, D) for i, n in enumerate(seq_lens)]
     want = (
@@ -125,9 +125,17 @@ def _sdpa(q, k, v, mask=None):
     return out.transpose(1, 2)
 
 
+def _key_masks(seed: int, B: int, lengths: list[int], kind: str) -> list[torch.Tensor]:
+    """Random key-padding masks for consecutive key blocks, boolean or additive, never masking every key of a row."""
+    g = torch.Generator().manual_seed(seed + 7)
+    masks = [torch.rand(B, n, generator=g) < 0.7 for n in lengths]
+    masks[-1][:, 0] = True
+    return masks if kind == "bool" else [torch.zeros(m.shape).masked_fill(~m, float("-inf")) for m in masks]
+
+
 def attention_core(
     seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int, replicated: int, front: bool,
-    kv_prefix: int,
+    kv_prefix: int, mask: str | None = None,
 ) -> float:  # fmt: skip
     """Max difference between `ulysses_attention` and SDPA over the whole sequence, with rank i holding
     `seq_lens[i]` sharded tokens, replicated tokens (front or back of each rank's sequence) and a replicated K/V
@@ -143,12 +151,18 @@ def attention_core(
         return torch.cat([x_rep, x_sh] if front else [x_sh, x_rep], dim=1)
 
     q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[r]))
+    masks = _key_masks(seed, B, [replicated, *seq_lens], mask) if mask else None  # replicated keys, then each rank's
     out = ulysses_attention(q, k, v, _sdpa, group, replicated=replicated, replicated_front=front,
-                            kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens)  # fmt: skip
+                            kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens,
+                            key_mask=local(masks[0], masks[1 + r]) if mask else None)  # fmt: skip
 
     full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
     full += [torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))]
-    want = _sdpa(*full)
+    full_mask = None
+    if mask:
+        valid = torch.ones(B, kv_prefix, dtype=torch.bool) if mask == "bool" else torch.zeros(B, kv_prefix)
+        full_mask = torch.cat([valid, *masks], dim=1)[:, None, None, :]
+    want = _sdpa(*full, full_mask)
     start = replicated + sum(seq_lens[:r])
     want_local = local(want[:, :replicated], want[:, start : start + seq_lens[r]])
     return (out - want_local).abs().max().item()

@@ -45,9 +45,11 @@ def test_packed_all_to_all_delivers_each_sources_head_slices(pools, world):
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_ulysses_attention_matches_full_attention(pools, world):
     """Replicated Q/K/V tokens (front and back) and a replicated K/V prefix must be attended exactly once (any copy
-    sent through the all-to-all would be counted P times in the softmax); uneven sequences need no padding."""
+    sent through the all-to-all would be counted P times in the softmax); uneven sequences need no padding; key
+    masks (boolean or additive) must follow their keys through the all-to-all."""
     rng = random.Random(100 + world)
     for seed, (B, s, hq, hkv, D) in enumerate(_shapes(world)):
         replicated, front, prefix = rng.choice([0, 3]), rng.random() < 0.5, rng.choice([0, 2])
-        errors = pools(world).run(cases.attention_core, seed, B, s, hq, hkv, D, replicated, front, prefix)
-        assert max(errors) <= 1e-5, (B, s, hq, hkv, D, replicated, front, prefix)
+        mask = [None, "bool", "additive"][seed % 3]
+        errors = pools(world).run(cases.attention_core, seed, B, s, hq, hkv, D, replicated, front, prefix, mask)
+        assert max(errors) <= 1e-5, (B, s, hq, hkv, D, replicated, front, prefix, mask)
