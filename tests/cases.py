@@ -202,3 +202,14 @@ def one_rank_fails(timeout_s: float) -> tuple[str, float]:
     except Exception as err:  # noqa: BLE001 - the point is that it raises, whatever the backend calls it
         return f"raised {type(err).__name__}: {str(err)[:200]}", time.monotonic() - start
     return "returned", time.monotonic() - start
+
+
+def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
+    """Max difference between `torch.compile(fullgraph=True)` of a parallelized transformer and its eager output."""
+    transformer, inputs = build(model, shape)
+    parallelize(transformer)
+    with torch.no_grad():
+        eager = transformer(**inputs, return_dict=False)[0]
+        compiled = torch.compile(transformer, fullgraph=True, backend=backend)
+        out = compiled(**inputs, return_dict=False)[0]
+    return (out - eager).abs().max().item()
