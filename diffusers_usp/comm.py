@@ -66,7 +66,7 @@ def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSpli
     if num_q_heads % num_kv_heads:
         raise ValueError(f"{num_q_heads} query heads cannot share {num_kv_heads} key/value heads evenly.")
     g = num_q_heads // num_kv_heads
-    base, extra = divmod(num_q_heads, world_size)
+    base, extra = num_q_heads // world_size, num_q_heads % world_size  # not divmod: Dynamo cannot trace it here
     q, kv, start = [], [], 0
     for rank in range(world_size):
         end = start + base + (rank < extra)
@@ -79,7 +79,7 @@ def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSpli
 def chunk_sizes(total: int, world_size: int) -> tuple[int, ...]:
     """How a sequence of `total` tokens is split over `world_size` ranks: `torch.tensor_split`'s sizes (the first
     `total % P` ranks take one more). Every rank computes the same tuple from shapes alone, with no communication."""
-    base, extra = divmod(total, world_size)
+    base, extra = total // world_size, total % world_size  # not divmod: Dynamo cannot trace it here
     return tuple(base + (rank < extra) for rank in range(world_size))
 
 

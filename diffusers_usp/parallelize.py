@@ -84,16 +84,17 @@ def parallelize(
                 "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
             )
         state = SequenceState(ulysses, replicated_front=plan.replicated_front, check_inputs=check_inputs)
-        processors = {}
-        for name, proc in transformer.attn_processors.items():
-            usp = USPProcessor(proc, group=group)
+        # Every module with a processor, found by walking the tree: not every transformer class has diffusers'
+        # `AttentionMixin` (`attn_processors` / `set_attn_processor`).
+        for path, module in transformer.named_modules():
+            if not (hasattr(module, "set_processor") and hasattr(module, "processor")):
+                continue
+            usp = USPProcessor(module.processor, group=group)
             usp._group = ulysses
             usp._sequence = state
-            path = name.removesuffix(".processor")
             usp._local = plan.is_local(path)
             usp._joint = plan.is_joint(path)
-            processors[name] = usp
-        transformer.set_attn_processor(processors)  # consumes the dict it is given
+            module.set_processor(usp)
         apply_sequence_sharding(transformer, plan, state)
         transformer._usp_sequence = state
     return pipe_or_transformer

@@ -142,22 +142,33 @@ class SplitHook(ModelHook):
             if isinstance(name, int):
                 continue
             if name in kwargs:
-                if isinstance(kwargs[name], torch.Tensor):
-                    kwargs[name] = _shard(kwargs[name], spec, state, name)
+                kwargs[name] = self._split(kwargs[name], spec, name)
             else:
                 index = self.params.index(name)
-                if index < len(args) and isinstance(args[index], torch.Tensor):
-                    args[index] = _shard(args[index], spec, state, name)
+                if index < len(args):
+                    args[index] = self._split(args[index], spec, name)
         return tuple(args), kwargs
 
     def post_forward(self, module, output):
         outputs = [i for i in self.specs if isinstance(i, int)]
         if not outputs:
             return output
-        output = list(output)
+        single = isinstance(output, torch.Tensor)  # output index 0 is then the tensor itself, not its first row
+        output = [output] if single else list(output)
         for i in outputs:
-            output[i] = _shard(output[i], self.specs[i], self.state, f"{type(module).__name__} output {i}")
-        return tuple(output)
+            output[i] = self._split(output[i], self.specs[i], f"{type(module).__name__} output {i}")
+        return output[0] if single else tuple(output)
+
+    def _split(self, value, spec, name: str):
+        """A tensor by `spec`; a list or tuple of tensors element by element, by a list or tuple of specs."""
+        if isinstance(value, torch.Tensor):
+            return _shard(value, spec, self.state, name)
+        if isinstance(value, (list, tuple)) and isinstance(spec, (list, tuple)):
+            if len(value) != len(spec):
+                raise ValueError(f"`{name}` has {len(value)} elements but its plan entry has {len(spec)}.")
+            split = [self._split(v, s, f"{name}[{i}]") if s is not None else v for i, (v, s) in enumerate(zip(value, spec))]
+            return type(value)(split)
+        return value  # None, or not a sequence tensor (diffusers' plans skip these too)
 
 
 class GatherHook(ModelHook):
