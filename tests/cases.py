@@ -213,3 +213,25 @@ def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
         compiled = torch.compile(transformer, fullgraph=True, backend=backend)
         out = compiled(**inputs, return_dict=False)[0]
     return (out - eager).abs().max().item()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_growth(calls: int) -> float:
+    """Resident memory growth (MB) over `calls` parallel forwards, after a warm-up."""
+    import gc
+
+    model, inputs = build("wan", dict(frames=3, height=8, width=10), num_attention_heads=3)  # uneven: 30 tokens
+    parallelize(model)
+    with torch.no_grad():
+        for _ in range(50):
+            model(**inputs, return_dict=False)
+        gc.collect()
+        before = _rss_mb()
+        for _ in range(calls):
+            model(**inputs, return_dict=False)
+        gc.collect()
+    return _rss_mb() - before

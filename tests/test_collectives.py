@@ -66,3 +66,10 @@ def test_a_failing_rank_does_not_hang_the_others(pools):
     assert outcome1.startswith("raised RuntimeError: rank 1 failed")
     assert outcome0.startswith("raised"), outcome0
     assert seconds0 < 3.0 + 20.0, seconds0  # the bound, plus slack for a loaded 2-core machine
+
+
+def test_no_memory_growth_over_1000_forwards(pools):
+    """Catches state that accumulates per call: cached buffers keyed by call, hook state lists, rebound functions
+    made per call. Uneven tokens and heads exercise every buffer path."""
+    for growth in pools(2).run(cases.memory_growth, 1000):
+        assert growth < 8.0, f"{growth:.1f} MB"  # allocator and interpreter noise stays in single MB

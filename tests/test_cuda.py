@@ -78,3 +78,17 @@ def test_parallelized_flux_bf16_equals_stock_and_compiles(nccl):
         compiled = torch.compile(usp, fullgraph=True)(**inputs, return_dict=False)[0]
     # Inductor fuses bf16 ops and rounds at other points than eager: bf16-operand error (1e-3 to 1e-2 relative).
     assert ((compiled.float() - want.float()).norm() / want.float().norm()).item() <= 1e-2
+
+
+def test_no_cuda_memory_growth_over_1000_calls(nccl):
+    """Buffers are allocated per call and returned to the caching allocator: nothing may accumulate, on either
+    stream."""
+    q, k, v = _qkv(S=1024, H=8, D=64)
+    for _ in range(10):
+        ulysses_attention(q, k, v, _sdpa, nccl, replicated=128)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for _ in range(1000):
+        ulysses_attention(q, k, v, _sdpa, nccl, replicated=128)
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before
