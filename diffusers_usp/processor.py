@@ -82,6 +82,9 @@ class USPProcessor:
         self._functional = types.ModuleType(F.__name__)
         self._functional.__dict__.update(F.__dict__)
         self._functional.scaled_dot_product_attention = self._sdpa
+        if processor is not None:
+            # Now, not on the first call: building a function is not something torch.compile can trace.
+            self._rebound[type(processor)] = self._rebind(type(processor).__call__)
 
     def __repr__(self) -> str:
         inner = type(self.processor).__name__ if self.processor is not None else "default"

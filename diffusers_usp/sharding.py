@@ -189,13 +189,16 @@ class GatherHook(ModelHook):
 
 
 def _modules(root: torch.nn.Module, path: str) -> list[torch.nn.Module]:
-    """The modules a plan key names: "" is the root, "blocks.0" one block, "blocks.*.attn2" every block's attn2."""
+    """The modules a plan key names: "" is the root, "blocks.0" one block, "blocks.-1" the last one, "blocks.*.attn2"
+    every block's attn2."""
     found = [root]
     for atom in path.split(".") if path else []:
         nxt = []
         for m in found:
             if atom == "*":
                 nxt.extend(m.children())
+            elif isinstance(m, torch.nn.ModuleList) and atom.lstrip("-").isdigit():
+                nxt.append(m[int(atom)])  # "blocks.-1": the last block, whatever the config's depth
             elif hasattr(m, atom):
                 nxt.append(getattr(m, atom))
             else:

@@ -235,3 +235,13 @@ def memory_growth(calls: int) -> float:
             model(**inputs, return_dict=False)
         gc.collect()
     return _rss_mb() - before
+
+
+def compiled_first(model: str, shape: dict) -> float:
+    """Compile before any eager call; compare with a separately built eager reference."""
+    transformer, inputs = build(model, shape)
+    reference_model, _ = build(model, shape)
+    with torch.no_grad():
+        out = torch.compile(parallelize(transformer), fullgraph=True, backend="aot_eager")(**inputs, return_dict=False)[0]
+        want = reference_model(**inputs, return_dict=False)[0]
+    return (out - want).abs().max().item()

@@ -22,3 +22,10 @@ def test_inductor_compile_matches_eager(pools):
     # Inductor fuses and reorders float32 arithmetic: reassociation differences of a few ulps.
     for err in pools(2).run(cases.compiled_vs_eager, "wan", dict(frames=3, height=8, width=8), "inductor"):
         assert err <= 1e-5
+
+
+def test_compile_before_any_eager_call(pools):
+    """The first call of a parallelized model may be the compiled one: nothing USP sets up lazily on a first call
+    (processor rebinding, the input check) may need tracing."""
+    for err in pools(2).run(cases.compiled_first, "flux", dict(height=4, width=6, text_len=8)):
+        assert err <= 1e-5
