@@ -125,10 +125,11 @@ class USPProcessor:
         if _DISPATCH in used and _DISPATCH in scope:
             scope[_DISPATCH] = self._dispatch
             routed = True
-        for name in used:
-            if scope.get(name) is F:
-                scope[name] = self._functional
-                routed = True
+        if "scaled_dot_product_attention" in used:  # not any `F.*` use: linear attention calls F.relu, not SDPA
+            for name in used:
+                if scope.get(name) is F:
+                    scope[name] = self._functional
+                    routed = True
         if not routed:
             raise TypeError(
                 f"{fn.__qualname__} calls neither `dispatch_attention_fn` nor `F.scaled_dot_product_attention`, so "
@@ -214,11 +215,19 @@ class USPProcessor:
                 "`local_attention`."
             )
         seq = self._sequence
+        seq_lens = seq.seq_lens(self._joint)
+        replicated = seq.replicated if self._joint else 0
+        if seq_lens is not None and seq_lens[group.rank] != query.shape[1] - replicated:
+            raise ValueError(
+                f"{query.shape[1] - replicated} sharded tokens reach this attention, but the uneven split gave this "
+                f"rank {seq_lens[group.rank]}: its sequence is not the one that was split unevenly. Choose token "
+                f"counts that {group.size} divides for this model, or mark the module in its plan."
+            )
         return ulysses_attention(
             query, key, value, kernel, group,
-            replicated=seq.replicated if self._joint else 0,
+            replicated=replicated,
             replicated_front=seq.replicated_front,
-            seq_lens=seq.seq_lens(self._joint),
+            seq_lens=seq_lens,
             key_mask=None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1]),
         )  # fmt: skip
 

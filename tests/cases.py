@@ -179,7 +179,7 @@ def zoo_run(name: str) -> tuple[torch.Tensor, dict[str, int]]:
         model(**inputs, return_dict=False)
         with profile() as prof:
             out = model(**inputs, return_dict=False)[0]
-    return out, gloo_events(prof)
+    return (torch.stack(out) if isinstance(out, list) else out), gloo_events(prof)
 
 
 def one_rank_fails(timeout_s: float) -> tuple[str, float]:

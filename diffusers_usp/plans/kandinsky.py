@@ -1,15 +1,11 @@
-"""Kandinsky 5 and 6 plans: sharded per module, not per block.
+"""Kandinsky 5 and 6 plans: the video tokens are split at the first visual block and gathered at the last one's output.
 
-Both models reshape the visual tokens back to their `(T, H, W)` grid with plain tensor code right after the last
-visual block (`fractal_unflatten`, `visual_embed.reshape(-1, *visual_shape, C)`), so the sequence would have to be
-gathered at the last block's output, and a plan cannot name the last block of a stack whose depth comes from the
-config (plan factories take no model). So, as diffusers' own Helios plan does, the residual streams stay whole on
-every rank: each attention and feed-forward module splits the tokens it reads (and their RoPE rows) and gathers its
-output. Attention, projections and feed-forwards, the bulk of the compute, still divide by P; each module adds one
-all-gather.
+Both forwards reshape the visual tokens back to their `(T, H, W)` grid with plain tensor code right after the last
+visual block (`fractal_unflatten`, `visual_embed.reshape(-1, *visual_shape, C)`), so the gather sits on the last
+block's output ("visual_transformer_blocks.-1", whatever the config's depth), not on the output layer.
 
-Sharded self-attention takes its K/V from the split tokens (two all-to-alls). Cross-attention shards only its
-queries: its K/V (text, or the other modality, whose stream is whole on every rank) are attended locally.
+The text encoder blocks run on the whole text before any split, so their self-attention is local, as is every
+cross-attention to the text.
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
@@ -19,53 +15,47 @@ from .base import SequencePlan
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
 _GATHER = ContextParallelOutput(gather_dim=1, expected_dims=3)
 
-
-def _attention(path: str, rope: dict | None = None) -> dict:
-    """Split `path`'s query tokens (and RoPE rows), gather the output of its output projection `out_layer`."""
-    return {path: {"hidden_states": _TOKENS, **(rope or {})}, f"{path}.out_layer": _GATHER}
-
-
-# Kandinsky 5 visual RoPE after flattening: [B, S, 1, D / 2, 2, 2].
-_K5_ROPE = {"rotary_emb": ContextParallelInput(split_dim=1, expected_dims=6)}
-
+# Kandinsky 5: every visual block reads the whole flattened RoPE table from `forward`, [B, S, 1, D / 2, 2, 2], so
+# each block splits its own copy. Only regular attention: the NABLA sparse mode (`sparse_params`) passes a block mask
+# to the sharded self-attention, which raises.
 KANDINSKY5 = SequencePlan(
     split={
-        **_attention("visual_transformer_blocks.*.self_attention", _K5_ROPE),
-        **_attention("visual_transformer_blocks.*.cross_attention"),
-        "visual_transformer_blocks.*.feed_forward": {"x": _TOKENS},
-        "visual_transformer_blocks.*.feed_forward.out_layer": _GATHER,
+        "visual_transformer_blocks.0": {"visual_embed": _TOKENS},
+        "visual_transformer_blocks.*": {"rope": ContextParallelInput(split_dim=1, expected_dims=6)},
+        "visual_transformer_blocks.-1": _GATHER,
     },
-    # The text encoder blocks run on the whole text before any split. Only regular attention: the NABLA sparse mode
-    # (`sparse_params`) passes a block mask to the sharded self-attention, which raises.
     local_attention=("text_transformer_blocks.*", "visual_transformer_blocks.*.cross_attention"),
 )
 
-# Kandinsky 6 RoPE tables, video [S, 1, D / 2, 2, 2] and audio [S_audio, 1, D / 2, 2, 2]: one row per token, dim 0.
+# Kandinsky 6 RoPE tables, video [S, 1, D / 2, 2, 2]: one row per token, dim 0.
 _K6_ROPE = ContextParallelInput(split_dim=0, expected_dims=5)
 
-
-def _k6_stream(prefix: str) -> dict:
-    return {
-        **_attention(f"{prefix}.self_attention", {"rotary_emb": _K6_ROPE}),
-        **_attention(f"{prefix}.cross_attention"),
-        f"{prefix}.feed_forward": {"hidden_states": _TOKENS},
-        f"{prefix}.feed_forward.net.2": _GATHER,  # the feed-forward's output projection
-    }
-
-
+# Kandinsky 6 fuses a video and an audio stream per block. Only the video is split: audio is about 43 latent steps
+# per second against thousands of video tokens, so every rank runs it whole (all its attention is then local)
+# rather than paying collectives for it. The video meets the audio in two cross-attentions:
+# - `va_cross_attention`: sharded video queries on whole audio K/V, local.
+# - `av_cross_attention`: whole audio queries on the video's `vis_pre_ca` K/V, which must be whole too. That tensor
+#   is `apply_scale_shift(video cross_attention_norm(vis), ...)`, elementwise after the norm, so the norm's output is
+#   gathered (one all-gather per block) and the video's own text cross-attention splits it back (its queries).
+# The video RoPE table therefore stays whole at the block: the video self-attention and the `va` queries split their
+# own copies, while `av_cross_attention` reads it whole as the RoPE of its video keys (`rope_kv`).
+# Without audio the cross-modal attentions do not run, but the gather still does (the norm cannot know whether audio
+# follows): one all-gather per block either way.
 KANDINSKY6 = SequencePlan(
     split={
-        **_k6_stream("visual_transformer_blocks.*.video_dec_block"),
-        **_k6_stream("visual_transformer_blocks.*.audio_dec_block"),
-        # Video queries on audio K/V and audio queries on video K/V. With `ca_rope` the query's RoPE rows (`rope_q`)
-        # are split with it; the K/V side (`rope_kv`) stays whole, like the K/V.
-        **_attention("visual_transformer_blocks.*.va_cross_attention", {"rope_q": _K6_ROPE}),
-        **_attention("visual_transformer_blocks.*.av_cross_attention", {"rope_q": _K6_ROPE}),
+        "visual_transformer_blocks.0": {"vis": _TOKENS},
+        "visual_transformer_blocks.*.video_dec_block.self_attention": {"rotary_emb": _K6_ROPE},
+        "visual_transformer_blocks.*.video_dec_block.cross_attention_norm": _GATHER,
+        "visual_transformer_blocks.*.video_dec_block.cross_attention": {"hidden_states": _TOKENS},
+        "visual_transformer_blocks.*.va_cross_attention": {"rope_q": _K6_ROPE},
+        # The block returns (video, audio); only the video was split.
+        "visual_transformer_blocks.-1": [_GATHER, None],
     },
     local_attention=(
         "video_text_transformer_blocks.*",
         "audio_text_transformer_blocks.*",
-        "visual_transformer_blocks.*.*_dec_block.cross_attention",
+        "visual_transformer_blocks.*.audio_dec_block.*",
+        "visual_transformer_blocks.*.video_dec_block.cross_attention",
         "visual_transformer_blocks.*.va_cross_attention",
         "visual_transformer_blocks.*.av_cross_attention",
     ),

@@ -7,8 +7,8 @@ attention is exact whatever order the all-to-all assembles the chunks in, and th
 `hidden_states[:, text_len:]` uses the local text length. Text is `SplitOrReplicate`: sharded with the image when P
 divides its length, else whole on every rank and a replicated block in attention (`replicated_front`, the default).
 
-Models whose pipeline always passes a text padding mask (Chroma, Krea 2, HunyuanImage, ERNIE-Image) are listed as
-unsupported in `tests/zoo/`: masks on sharded attention are not supported yet.
+Chroma is not supported: its blocks expand the text padding mask to a per-query `[B, 1, L, L]` mask (reason in
+`tests/zoo/mmdit_a.py`).
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
@@ -73,7 +73,9 @@ _FLUX3 = SequencePlan(
 # split) that replaces half of the text channels before each block. Each list entry goes through its own
 # `caption_projection.i`, so it is split at that module's input, exactly like `encoder_hidden_states`. Its pipeline
 # passes a key-padding mask (in `joint_attention_kwargs`) only when the prompt batch is padded (e.g. a negative prompt
-# of another length under CFG); the no-mask path is what this plan covers, a mask raises on sharded attention.
+# of another length under CFG); the no-mask path is what this plan covers. That mask is one `[B, 1, 1, T + I]` tensor
+# over the joint sequence, whose local part is `[text chunk, image chunk]`: no contiguous split gives it, so the core
+# refuses it (a mask longer than the local keys) rather than attend wrongly.
 _FIBO = SequencePlan(
     split={
         **_FLUX_LIKE.split,
@@ -104,18 +106,11 @@ _GLM_IMAGE = SequencePlan(
 )
 
 PLANS = {
-    "Flux2Transformer2DModel": _FLUX2,
-    "Flux3Transformer2DModel": _FLUX3,
-    "LongCatImageTransformer2DModel": _FLUX_LIKE,
-}
-
-# Ready, and exact with `AttentionMixin`'s `attn_processors`/`set_attn_processor` patched onto the class, but not
-# registered: these classes do not inherit `AttentionMixin`, and `parallelize` wraps processors through
-# `transformer.attn_processors` (an AttributeError on them). Registered, they would fail that way instead of with
-# the "no sequence plan" message. Merge into PLANS once `parallelize` walks the module tree for attention modules.
-PENDING_CORE = {
     "BriaTransformer2DModel": _FLUX_LIKE,
     "BriaFiboTransformer2DModel": _FIBO,
+    "Flux2Transformer2DModel": _FLUX2,
+    "Flux3Transformer2DModel": _FLUX3,
     "GlmImageTransformer2DModel": _GLM_IMAGE,
+    "LongCatImageTransformer2DModel": _FLUX_LIKE,
     "OvisImageTransformer2DModel": _FLUX_LIKE,
 }

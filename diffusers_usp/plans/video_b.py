@@ -1,5 +1,5 @@
-"""Video plans: Allegro (text by cross-attention), EasyAnimate (text joint with the video), Latte (spatial and
-temporal blocks taking turns) and the temporal transformer of UNet video models."""
+"""Video plans: Allegro (text by cross-attention), EasyAnimate (text joint with the video) and the temporal transformer
+of UNet video models."""
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
@@ -45,24 +45,6 @@ EASYANIMATE = SequencePlan(
     },
 )
 
-# Latte: spatial blocks attend over the `H*W` patches of each frame (`[B*F, H*W, C]`), temporal blocks over the `F`
-# frames of each patch (`[B*H*W, F, C]`), the forward reshaping between the two layouts. Splitting the patches of
-# every frame makes the spatial self-attention sharded and leaves each rank whole frame columns of its own patches,
-# so temporal attention needs no collective (local), like the cross-attention to the caption.
-# The temporal blocks' `timestep` is the AdaLN-single embedding repeated per patch, `[B*H*W, 6C]`, built in the
-# forward from the full patch count: it splits along its rows at every temporal block. Rank r then holds rows
-# `[r*B*H*W/P, (r+1)*B*H*W/P)` where its tokens need rows `b*H*W + [r*H*W/P, (r+1)*H*W/P)` for each sample b: the
-# same rows when B is 1, and the same values when every sample has the same timestep, as `LattePipeline` passes
-# (`t.expand(batch)`). Per-sample timesteps with B > 1 would modulate with the wrong samples' rows.
-LATTE = SequencePlan(
-    split={
-        "transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
-        "temporal_transformer_blocks.*": {"timestep": ContextParallelInput(split_dim=0, expected_dims=2)},
-        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
-    },
-    local_attention=("transformer_blocks.*.attn2", "temporal_transformer_blocks.*"),
-)
-
 # TransformerTemporalModel (UNet video models): attention runs over the frames of each pixel, `[B*H*W, F, C]`, and
 # every row is independent, so splitting the rows after the input GroupNorm (which needs every pixel) makes every
 # attention local: no all-to-all, only the final gather.
@@ -77,6 +59,5 @@ TRANSFORMER_TEMPORAL = SequencePlan(
 PLANS = {
     "AllegroTransformer3DModel": ALLEGRO,
     "EasyAnimateTransformer3DModel": EASYANIMATE,
-    "LatteTransformer3DModel": LATTE,
     "TransformerTemporalModel": TRANSFORMER_TEMPORAL,
 }

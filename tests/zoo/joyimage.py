@@ -1,15 +1,35 @@
-"""JoyImage family coverage: no case yet, both classes listed with the reason."""
+"""JoyImage coverage (plans in `diffusers_usp/plans/joyimage.py`).
 
-from .base import Case
+JoyImage-Edit: two items (the edit layout, `[B, n, C, t, h, w]`) of a 4 x 12 latent, patch 2: 2 x 2 x 6 = 24 image
+tokens and 12 text tokens, which 2, 3 and 4 ranks all divide. `rope_type="mrope"` gives the text its own RoPE rows,
+the harder case (with "rope" the text table is None and the plan leaves it alone).
+"""
 
-CASES: dict[str, Case] = {}
-UNSUPPORTED = {
-    "JoyImageEditTransformer3DModel": (
-        "the RoPE tables are built inside forward by a plain method (`get_rotary_pos_embed`) from the full latent "
-        "grid and reach the blocks as a nested tuple, so no module input or output can split them with the tokens"
+import torch
+
+from .base import Case, randn
+
+
+def _joyimage_edit_inputs(model, g, items=2, height=4, width=12, text=12):
+    cfg = model.config
+    return {
+        "hidden_states": randn(g, 1, items, cfg.in_channels, 1, height, width),
+        "timestep": torch.randint(0, 1000, (1,), generator=g).float(),
+        "encoder_hidden_states": randn(g, 1, text, cfg.text_dim),
+    }
+
+
+CASES = {
+    "JoyImageEditTransformer3DModel": Case(
+        config=dict(patch_size=[1, 2, 2], in_channels=4, hidden_size=64, num_attention_heads=4, text_dim=32,
+                    num_layers=2, rope_dim_list=[4, 6, 6], rope_type="mrope"),
+        inputs=_joyimage_edit_inputs,
     ),
+}
+UNSUPPORTED = {
     "JoyImageEditPlusTransformer3DModel": (
-        "its pipeline always passes a text padding mask over the joint [image, text] sequence (needs masked USP); "
-        "the per-sample RoPE is also built inside forward, with no module boundary to split it"
+        "its pipeline always passes one [B, 1, 1, N + T] mask over the joint [image, text] sequence (image padding "
+        "and text padding); the local sequence is [image chunk, text chunk], so the mask would have to be split as "
+        "two segments, which no contiguous split gives"
     ),
 }

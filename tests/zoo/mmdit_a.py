@@ -89,6 +89,8 @@ _FLUX_LIKE = dict(in_channels=16, num_layers=1, num_single_layers=1, attention_h
                   joint_attention_dim=32, axes_dims_rope=[4, 6, 6])  # fmt: skip
 
 CASES = {
+    "BriaTransformer2DModel": Case(config=_FLUX_LIKE, inputs=_flux_like_inputs),
+    "BriaFiboTransformer2DModel": Case(config=dict(_FLUX_LIKE, text_encoder_dim=24), inputs=_fibo_inputs),
     "Flux2Transformer2DModel": Case(
         config=dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=4,
                     joint_attention_dim=32, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4)),
@@ -99,51 +101,22 @@ CASES = {
                     num_attention_heads=4, joint_attention_dim=32, timestep_channels=32, axes_dims_rope=(4, 4, 4, 4)),
         inputs=_flux3_inputs,
     ),
-    "LongCatImageTransformer2DModel": Case(
-        config=dict(_FLUX_LIKE, pooled_projection_dim=32), inputs=_flux_like_inputs
-    ),
-}
-
-# Plans ready (`PENDING_CORE` in diffusers_usp/plans/mmdit_a.py), proven at 2, 3 and 4 ranks with `AttentionMixin`'s
-# `attn_processors`/`set_attn_processor` patched onto the class, but these classes do not inherit `AttentionMixin`
-# and `parallelize` enumerates processors through `transformer.attn_processors` (AttributeError). Move them to
-# CASES, and their plans to PLANS, once `parallelize` finds attention modules by walking the module tree.
-BLOCKED_BY_CORE = {
-    "BriaTransformer2DModel": Case(config=_FLUX_LIKE, inputs=_flux_like_inputs),
-    "BriaFiboTransformer2DModel": Case(config=dict(_FLUX_LIKE, text_encoder_dim=24), inputs=_fibo_inputs),
     "GlmImageTransformer2DModel": Case(
         config=dict(patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=16,
                     num_attention_heads=4, text_embed_dim=32, time_embed_dim=32, condition_dim=8,
                     prior_vq_quantizer_codebook_size=64),
         inputs=_glm_image_inputs,
     ),
+    "LongCatImageTransformer2DModel": Case(
+        config=dict(_FLUX_LIKE, pooled_projection_dim=32), inputs=_flux_like_inputs
+    ),
     "OvisImageTransformer2DModel": Case(config=dict(_FLUX_LIKE, out_channels=16), inputs=_flux_like_inputs),
 }
-_NO_ATTENTION_MIXIN = (
-    "plan ready, but the class lacks `AttentionMixin.attn_processors`, which `parallelize` needs to wrap its "
-    "processors (core gap)"
-)
 
 UNSUPPORTED = {
-    **dict.fromkeys(BLOCKED_BY_CORE, _NO_ATTENTION_MIXIN),
-    "BriaFibo2Transformer2DModel": (
-        "tokens are patchified from the 4-D latent and laid out with the gist tokens, RoPE (from a plain function, "
-        "not a module) and noise mask inside forward, with no module boundary to split them consistently"
-    ),
     "ChromaTransformer2DModel": (
-        "its pipeline always passes a text padding mask over the joint [text, image] sequence: needs masked USP"
-    ),
-    "Ideogram4Transformer2DModel": (
-        "always attends with a block-diagonal segment mask from `segment_ids` over the packed sequence: needs "
-        "masked USP"
-    ),
-    "Krea2Transformer2DModel": (
-        "its pipeline always passes a text padding mask over the joint [text, image] sequence (needs masked USP); "
-        "`position_ids` also covers text and image as one tensor"
-    ),
-    "ErnieImageTransformer2DModel": (
-        "always attends with a text padding mask over the joint [image, text] sequence (built from `text_lens`): "
-        "needs masked USP"
+        "its pipeline always passes a text padding mask, which every block expands to a per-query [B, 1, L, L] mask "
+        "(`m[:, None, None, :] * m[:, None, :, None]`: padded text queries get other rows), not a key-padding mask"
     ),
     "NucleusMoEImageTransformer2DModel": (
         "expert-choice MoE routing picks the top tokens per expert across the whole sequence (sharding changes the "

@@ -40,8 +40,9 @@ CASES = {
 }
 UNSUPPORTED = {
     "AnyFlowTransformer3DModel": (
-        "its RoPE module returns a dict {'query', 'key'} of per-token tables, which the split hooks cannot split "
-        "(they split tensors and tuple outputs only)"
+        "its per-token RoPE tables exist only as a dict {'query', 'key'}, from the RoPE module's output down to the "
+        "blocks' and attention modules' `rotary_emb` inputs, and the split hooks split tensors, lists and tuples only "
+        "(the rest of the model would take the Wan-style plan plus its per-token `timestep_proj`)"
     ),
     "AnyFlowFARTransformer3DModel": (
         "chunk-causal flex block-masked self-attention with a KV cache (plus the dict RoPE tables): needs masked USP"

@@ -1,0 +1,38 @@
+"""HunyuanVideo-family plans: text joint with the video, appended after it, in every block.
+
+FramePack packs `[4x | 2x | 1x history | current]` latent tokens into one sequence and keeps only the current ones
+after the last block (`hidden_states[:, -original_context_length:]`), so the sequence is gathered at the last single
+block's output, not at `proj_out`.
+"""
+
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
+
+from .base import SequencePlan, SplitOrReplicate
+
+_ROPE_ROWS = ContextParallelInput(split_dim=0, expected_dims=2)
+
+# The packed tokens and their `(cos, sin)` RoPE tables ([S, D] each, concatenated in the same order by
+# `_pack_history_states`, plain code) exist only inside `forward`: the tokens split at the first block's input, and
+# every block splits its own copy of the tables (double blocks call them `freqs_cis`, single ones
+# `image_rotary_emb`). RoPE covers the latent rows only; the text (image tokens + prompt) follows them in attention
+# (`replicated_front=False`), sharded when P divides its length, else replicated.
+# The token refiner runs on the whole prompt before any split: local.
+# With batch 1 (the pipeline's: true CFG makes separate calls) `forward` trims the padded prompt and passes no mask.
+# With batch > 1 it passes a [B, 1, 1, S + T] key mask built over the whole joint sequence, which the sharded
+# attention refuses with a message (its rows are not this rank's keys).
+HUNYUAN_VIDEO_FRAMEPACK = SequencePlan(
+    split={
+        "transformer_blocks.0": {
+            "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
+            "encoder_hidden_states": SplitOrReplicate(split_dim=1, expected_dims=3),
+        },
+        "transformer_blocks.*": {"freqs_cis": (_ROPE_ROWS, _ROPE_ROWS)},
+        "single_transformer_blocks.*": {"image_rotary_emb": (_ROPE_ROWS, _ROPE_ROWS)},
+        # The block returns (latents, text); `forward` drops the text.
+        "single_transformer_blocks.-1": [ContextParallelOutput(gather_dim=1, expected_dims=3), None],
+    },
+    local_attention=("context_embedder.*",),
+    replicated_front=False,
+)
+
+PLANS = {"HunyuanVideoFramepackTransformer3DModel": HUNYUAN_VIDEO_FRAMEPACK}

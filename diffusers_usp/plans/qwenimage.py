@@ -1,0 +1,34 @@
+"""Qwen-Image plans: double-stream blocks whose processor attends over `[text, image]`.
+
+Qwen-Image-2.1 (`QwenImage21Transformer2DModel`) has no plan: its attention is block-causal (see `tests/zoo/`).
+"""
+
+from .base import SequencePlan, SplitOrReplicate
+
+
+def _qwenimage() -> SequencePlan:
+    from diffusers import QwenImageTransformer2DModel
+
+    # diffusers' own plan places the splits right: the packed image and the text at the first block (`img_in` and
+    # `txt_in` return one tensor each), the per-token `modulate_index` (edit models' `zero_cond_t`) at every block,
+    # and the image and text RoPE tables where `pos_embed` makes them. It splits the text unconditionally; here the
+    # text, its RoPE rows and its padding mask are `SplitOrReplicate`, so a prompt length P does not divide keeps
+    # the text whole on every rank (a replicated block at the front of the joint attention) instead of failing.
+    # A padding mask (batched prompts of different lengths) becomes the processor's `[B, 1, 1, text + image]`
+    # key-padding mask, built from the local mask rows in the order of the local keys.
+    native = QwenImageTransformer2DModel._cp_plan
+    text = SplitOrReplicate(split_dim=1, expected_dims=3)
+    return SequencePlan(
+        split={
+            **native,
+            "transformer_blocks.0": {**native["transformer_blocks.0"], "encoder_hidden_states": text},
+            "transformer_blocks.*": {
+                **native["transformer_blocks.*"],
+                "encoder_hidden_states_mask": SplitOrReplicate(split_dim=1, expected_dims=2),
+            },
+            "pos_embed": {**native["pos_embed"], 1: SplitOrReplicate(split_dim=0, expected_dims=2, split_output=True)},
+        },
+    )
+
+
+PLANS = {"QwenImageTransformer2DModel": _qwenimage}

@@ -1,0 +1,54 @@
+"""Single-stream MMDiT coverage (plans in `diffusers_usp/plans/mmdit_b.py`), and the joint-stream models that are
+not supported, each with its reason."""
+
+import torch
+
+from .base import Case, randn, timestep
+
+
+def _unzero(model: torch.nn.Module, g: torch.Generator, std: float = 0.1) -> None:
+    """Re-draw the parameters the constructor zero-initialises (adaLN-zero, zero output layers): with them at zero the
+    output is zero whatever the attention does, and parity would prove nothing."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def _ernie_image_inputs(model, g, height=4, width=6, text=12):
+    cfg = model.config
+    _unzero(model, g)
+    return {
+        "hidden_states": randn(g, 2, cfg.in_channels, height, width),
+        "timestep": timestep(g, batch=2),
+        "text_bth": randn(g, 2, text, cfg.text_in_dim),
+        "text_lens": torch.tensor([text, 7]),  # the second prompt is padded: its mask hides 5 text keys
+    }
+
+
+# 24 image + 12 text tokens: one joint stream of 36, which 2, 3 and 4 ranks divide (the split does not care where
+# the image ends and the text begins).
+CASES = {
+    "ErnieImageTransformer2DModel": Case(
+        config=dict(hidden_size=64, num_attention_heads=4, num_layers=2, ffn_hidden_size=64, in_channels=8,
+                    out_channels=8, patch_size=1, text_in_dim=24, rope_axes_dim=(4, 6, 6)),
+        inputs=_ernie_image_inputs,
+    ),
+}
+
+UNSUPPORTED = {
+    "Krea2Transformer2DModel": (
+        "one `position_ids` tensor covers text and image ([T + I, 3]): split with the tokens it would have to become "
+        "[text chunk, image chunk], which no contiguous split gives; and splitting the joint stream as one sequence "
+        "instead needs a gather after the last block (the forward slices the text off right after it)"
+    ),
+    "BriaFibo2Transformer2DModel": (
+        "the forward builds one [gist, image, context] stream with its RoPE and per-token noise mask, and slices the "
+        "image rows off it right after the last block: splitting it as one sequence needs a gather at the last "
+        "block's output, which a plan cannot name (and the gist count per prompt sits inside forward)"
+    ),
+    "Ideogram4Transformer2DModel": (
+        "attends with a per-query mask, `segment_ids[q] == segment_ids[k]` ([B, 1, S, S], block-diagonal over "
+        "packed samples; even its pipeline's padding attends only to padding): not a key-padding mask"
+    ),
+}
