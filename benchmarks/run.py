@@ -1,0 +1,427 @@
+"""Time one transformer forward: stock diffusers, diffusers_usp, and diffusers' native Ulysses, per world size and mode.
+
+Full-size architectures get seeded random weights built on the device (nothing is downloaded; step time does not depend
+on weight values). Every record is merged into `--out` as soon as it is measured, so a run cut short keeps what it
+finished, and several runs (world sizes, models) fill one file. Commands: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import gc
+import inspect
+import json
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+if __package__ in (None, ""):  # run as a script: use this checkout's diffusers_usp (installed or not) and report.py
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+from diffusers import ContextParallelConfig, FluxTransformer2DModel, WanTransformer3DModel  # noqa: E402
+
+import diffusers_usp  # noqa: E402
+from diffusers_usp import tiny  # noqa: E402
+from diffusers_usp.comm import head_split, pack_out, pack_qkv  # noqa: E402
+from diffusers_usp.plans import plan_for  # noqa: E402
+from report import MODES, merge_file, short_table  # noqa: E402
+
+Step = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One workload: `family` ("flux" or "wan") picks the class and the `diffusers_usp.tiny` input helper, `shape` is
+    that helper's keyword arguments, `config` the constructor's (a `tiny` model uses `diffusers_usp.tiny`'s)."""
+
+    family: str
+    heads: int
+    shape: dict
+    config: dict = field(default_factory=dict)
+    tiny: bool = False
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        """(image or video tokens, text tokens); Wan patches (1, 2, 2)."""
+        s = self.shape
+        if self.family == "flux":
+            return s["height"] * s["width"], s["text_len"]
+        return s["frames"] * (s["height"] // 2) * (s["width"] // 2), s["text_len"]
+
+
+FLUX_DEV = dict(guidance_embeds=True)  # FLUX.1-dev: the class default (19 + 38 blocks, 24 heads x 128) + guidance
+WAN_14B = dict(
+    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+)  # fmt: skip
+MODELS = {
+    # 1024² px -> 128² VAE latents -> 64² packed 2x2 tokens = 4096; 2048² -> 16384. T5 text: 512 tokens.
+    "flux-dev-1024": ModelSpec("flux", 24, dict(height=64, width=64, text_len=512), FLUX_DEV),
+    "flux-dev-2048": ModelSpec("flux", 24, dict(height=128, width=128, text_len=512), FLUX_DEV),
+    # 81 frames -> 21 latent frames; 480p -> 60 x 104 latents -> 21 * 30 * 52 = 32,760 tokens; 720p -> 75,600.
+    "wan2.1-14b-480p": ModelSpec("wan", 40, dict(frames=21, height=60, width=104, text_len=512), WAN_14B),
+    "wan2.1-14b-720p": ModelSpec("wan", 40, dict(frames=21, height=90, width=160, text_len=512), WAN_14B),
+    "tiny-flux": ModelSpec("flux", 4, dict(height=16, width=16, text_len=16), tiny=True),
+    "tiny-wan": ModelSpec("wan", 4, dict(frames=4, height=16, width=16, text_len=16), tiny=True),
+}
+
+
+def not_applicable(spec: ModelSpec, impl: str, mode: str, world: int, device: torch.device) -> str | None:
+    """Why this combination is not measured, or `None`."""
+    sharded, text = spec.tokens
+    if impl == "stock" and world > 1:
+        return "stock is the single-GPU baseline (world 1 only)"
+    if impl == "diffusers" and world < 2:
+        return "diffusers' ContextParallelConfig needs ulysses_degree >= 2"
+    if impl == "diffusers" and device.type != "cuda":
+        return "diffusers 0.42.1 enable_parallelism takes rank % torch.accelerator.device_count(), which is 0 on CPU"
+    if impl == "diffusers" and (sharded % world or text % world or spec.heads % world):
+        return f"diffusers' Ulysses needs {world} to divide {sharded} tokens, {text} text tokens and {spec.heads} heads"
+    if impl == "usp" and sharded % world:
+        return f"usp needs {world} to divide the {sharded} image/video tokens"
+    if mode == "graph" and device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    return None
+
+
+def build(spec: ModelSpec, impl: str, world: int, device: torch.device, dtype: torch.dtype, seed: int):
+    """The model with seeded random weights (the same on every rank) on `device`, `impl` applied, and its inputs."""
+    flux = spec.family == "flux"
+    if spec.tiny:
+        model = (tiny.tiny_flux_transformer if flux else tiny.tiny_wan_transformer)(seed=seed, dtype=dtype).to(device)
+    else:
+        torch.manual_seed(seed)
+        with device:  # initialise on the GPU: 12-14B parameters take minutes to initialise on a CPU
+            model = (FluxTransformer2DModel if flux else WanTransformer3DModel)(**spec.config)
+        keep = model._keep_in_fp32_modules or []
+        for name, param in model.named_parameters():
+            # As from_pretrained(dtype=...) does: the class's fp32 modules (Wan's norms, time embedder) stay float32.
+            param.data = param.data.to(torch.float32 if any(m in name.split(".") for m in keep) else dtype)
+    model.eval()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # hand back the float32 staging blocks of the initialisation
+    if impl == "usp":
+        diffusers_usp.parallelize(model)
+    elif impl == "diffusers":
+        # diffusers' documented path: the default "native" (SDPA) backend supports context parallelism, and the
+        # config builds its own (ring=1, ulysses=world) device mesh over the default process group.
+        model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
+    make_inputs = tiny.flux_transformer_inputs if flux else tiny.wan_transformer_inputs
+    return model, make_inputs(model, seed=seed + 1, **spec.shape)  # drawn on the CPU: identical on every rank
+
+
+def attention_kinds(model: torch.nn.Module) -> dict[str, str]:
+    """Attention module path -> "self" (sharded) or "cross" (run locally on replicated K/V: cross-attention to text).
+    A USP processor carries its own verdict; stock and native models are classified by the model's USP plan."""
+    plan = plan_for(model)
+    is_local = getattr(plan, "is_local", None) or plan.is_cross_attention  # diffusers_usp renamed "cross" to "local"
+    kinds = {}
+    for name, proc in model.attn_processors.items():
+        path = name.removesuffix(".processor")
+        local = getattr(proc, "_local", getattr(proc, "_cross", None))
+        kinds[path] = "cross" if (is_local(path) if local is None else local) else "self"
+    return kinds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _over_ranks(values: list[float], device: torch.device, world: int, op=dist.ReduceOp.MAX) -> list[float]:
+    """Elementwise reduction over ranks; by default the maximum, since a parallel step ends with its slowest rank."""
+    if world == 1 or not values:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=op)
+    return t.tolist()
+
+
+def time_steps(step: Step, n: int, device: torch.device, world: int) -> list[float]:
+    """Milliseconds of each of `n` calls (CUDA events on a GPU). Ranks start each step together, so a rank still
+    finishing the previous step does not show up as collective wait in the next."""
+    times = []
+    for _ in range(n):
+        if world > 1:
+            dist.barrier()
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def count_collectives(step: Step, device: torch.device, model: torch.nn.Module | None = None,
+                      kinds: dict[str, str] | None = None) -> dict:  # fmt: skip
+    """Collectives of one forward from profiler events (`nccl:*`, `gloo:*`), split into all-to-alls and others.
+
+    With `model`, each attention call runs inside a `bench::<kind>` profiler range and every collective is attributed
+    to the range it starts in (an NCCL event may end later, on another thread); without (compiled regions, where
+    hooks would be traced), only totals.
+    """
+    handles = []
+    for path, kind in (kinds or {}).items() if model is not None else ():
+        module, open_ranges = model.get_submodule(path), []
+        enter = lambda m, a, r=open_ranges, n=f"bench::{kind}": r.append(  # noqa: E731
+            torch.autograd.profiler.record_function(n).__enter__())
+        leave = lambda m, a, o, r=open_ranges: r.pop().__exit__(None, None, None)  # noqa: E731
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            step()
+            _sync(device)  # NCCL events end when their GPU work does
+    finally:
+        for handle in handles:
+            handle.remove()
+    events = list(prof.events())
+    spans = [(e.time_range.start, e.time_range.end, e.name[7:]) for e in events if e.name.startswith("bench::")]
+    by_name: dict[str, int] = {}
+    where = {kind: {"all_to_all": 0, "other": 0} for kind in ("self", "cross", "outside")}
+    for e in (e for e in events if e.name.startswith(("nccl:", "gloo:"))):
+        by_name[e.name] = by_name.get(e.name, 0) + 1
+        kind = next((k for start, end, k in spans if start <= e.time_range.start <= end), "outside")
+        where[kind]["all_to_all" if "all_to_all" in e.name or "alltoall" in e.name else "other"] += 1
+    a2a = sum(w["all_to_all"] for w in where.values())
+    result = {"all_to_all": a2a, "other": sum(by_name.values()) - a2a, "by_name": by_name}
+    if model is not None:
+        calls = {kind: sum(1 for *_, k in spans if k == kind) for kind in ("self", "cross")}
+        whole = lambda x: int(x) if x == int(x) else round(x, 3)  # noqa: E731
+        result.update(attention_calls=calls, outside_attention=where["outside"])
+        for kind, n in calls.items():  # None where the model has no attention of that kind
+            result[f"per_{kind}_attention"] = {k: whole(v / n) for k, v in where[kind].items()} if n else None
+    return result
+
+
+def capture_graph(step: Step, device: torch.device, world: int, warmup: int, before: Step) -> tuple[Step, tuple]:
+    """Capture one whole forward, collectives included, in a CUDA graph; returns (replay, what must stay alive).
+    `before` runs after the warm-up, just before the capture."""
+    # Eager warm-up on a side stream (the CUDA-graph rule). It also runs USP's first-forward input check, whose host
+    # sync would abort a capture.
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(max(1, warmup)):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    before()
+    _sync(device)
+    if world > 1:
+        dist.barrier()  # every earlier collective has completed before any rank starts capturing
+    graph, out, ok = torch.cuda.CUDAGraph(), None, 1.0
+    try:
+        # thread_local: CUDA calls from other threads (NCCL's watchdog polling its events) must not void the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out = step()
+    except Exception:
+        ok = 0.0
+        traceback.print_exc()
+    # All ranks must agree before replaying: a rank replaying collectives that its peers never captured would hang.
+    if not _over_ranks([ok], device, world, op=dist.ReduceOp.MIN)[0]:
+        raise RuntimeError("CUDA graph capture failed on at least one rank (traceback above)")
+    return graph.replay, (graph, out)
+
+
+def measure(model: torch.nn.Module, inputs: dict, mode: str, kinds: dict[str, str], args: argparse.Namespace,
+            device: torch.device, world: int) -> dict:  # fmt: skip
+    """One record: `warmup` untimed steps, `repeat` timed steps, then one profiled step for the collectives."""
+    rec: dict = {"compiled": mode == "compiled", "compile_method": None, "compile_s": None}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = lambda: model(**inputs, return_dict=False)  # noqa: E731
+    with torch.no_grad():
+        if mode == "compiled":
+            # One eager forward first: diffusers_usp binds its processor functions on the first call, which Dynamo
+            # cannot trace (types.FunctionType), and the input check then runs eagerly as well.
+            step()
+            eager = step
+            for fullgraph in (True, False):  # a graph break fails the same way on every rank, before any collective
+                torch._dynamo.reset()
+                torch._dynamo.utils.counters.clear()
+                if getattr(model, "_repeated_blocks", None):  # regional: each block class compiles once, in seconds
+                    model.compile_repeated_blocks(fullgraph=fullgraph)
+                    rec["compile_method"] = "compile_repeated_blocks"
+                else:
+                    compiled = torch.compile(eager, fullgraph=fullgraph)
+                    step, rec["compile_method"] = compiled, "torch.compile"
+                try:
+                    rec["compile_s"] = max(_over_ranks(time_steps(step, 1, device, world), device, world)) / 1e3
+                    break
+                except Exception as err:
+                    if not fullgraph:
+                        raise
+                    rec["fullgraph_error"] = f"{type(err).__name__}: {err}"[:1000]
+            rec["fullgraph"] = fullgraph
+        static = None  # a captured graph and its output buffer, alive while the graph replays
+        if mode == "graph":  # collectives from an eager forward: graph replays emit no profiler events
+            eager = step
+            count = lambda: rec.update(collectives_per_forward=count_collectives(eager, device, model, kinds))  # noqa: E731
+            step, static = capture_graph(eager, device, world, args.warmup, before=count)
+        warm = time_steps(step, args.warmup, device, world)
+        times = _over_ranks(time_steps(step, args.repeat, device, world), device, world)
+        if mode != "graph":  # hooks inside compiled regions would be traced: totals only there
+            marks = (model, kinds) if mode == "eager" else ()
+            rec["collectives_per_forward"] = count_collectives(step, device, *marks)
+        if mode == "compiled":  # one per block class, +1 per hooked block (USP's Wan blocks.0); more: recompiles
+            rec["dynamo_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        del static
+    peak = None
+    if device.type == "cuda":
+        peak = max(_over_ranks([torch.cuda.max_memory_allocated(device) / 1e9], device, world))
+    rec.update(step_ms_median=statistics.median(times), step_ms_min=min(times), peak_mem_gb=peak,
+               step_ms_all=[round(t, 3) for t in times], warmup_ms=[round(t, 3) for t in warm])  # fmt: skip
+    return rec
+
+
+def measure_packing(device: torch.device, dtype: torch.dtype, copy_bytes: int) -> dict:
+    """Bandwidth of USP's packing copies on Flux 1024²-sized local tensors, against one large device-to-device copy.
+    Bytes moved count every byte read plus every byte written; on CUDA the time is that of a graph replay (kernels
+    only), and `us_eager` the plain calls'."""
+    S, H, D = 4096 + 512, 24, 128  # Flux 1024²: image + text tokens, heads, head dim
+    size = torch.finfo(dtype).bits // 8
+    calls = 50 if device.type == "cuda" else 3  # tens of µs per pack on a GPU (amortise launches); ms on a CPU
+
+    def per_call_us(run: Step, calls: int) -> float:  # median of 5 trials of `calls` back-to-back calls
+        trials = []
+        for _ in range(5):
+            _sync(device)
+            t0 = time.perf_counter()
+            run()
+            _sync(device)
+            trials.append((time.perf_counter() - t0) * 1e6 / calls)
+        return statistics.median(trials)
+
+    def bandwidth(fn: Step, nbytes: int, calls: int = calls) -> dict:
+        fn()
+        eager = per_call_us(lambda: [fn() for _ in range(calls)], calls)
+        res = {"bytes": nbytes, "us_eager": round(eager, 2), "us": round(eager, 2)}
+        if device.type == "cuda":
+            # The copies alone, without the host's launch gaps: `calls` calls captured in one CUDA graph.
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other ranks' NCCL threads run
+                for _ in range(calls):
+                    fn()
+            res["us"] = round(per_call_us(graph.replay, calls), 2)
+        return {**res, "gb_per_s": round(nbytes / res["us"] / 1e3, 1)}
+
+    src, dst = (torch.empty(copy_bytes // size, dtype=dtype, device=device) for _ in range(2))
+    copy = bandwidth(lambda: dst.copy_(src), 2 * copy_bytes, calls=5)
+    src = dst = None  # free 2 x copy_bytes before the packing tensors
+    # pack_out's third argument was the world size before it became the per-rank token counts; accept either.
+    by_rank = list(inspect.signature(pack_out).parameters)[2] == "seq_lens"
+    rows = []
+    for P in (2, 4, 8):
+        split, layout = head_split(H, H, P), ((S // P,) * P if by_rank else P)
+        q, k, v = (torch.randn(1, S // P, H, D, device=device, dtype=dtype) for _ in range(3))
+        out = torch.randn(1, S, H // P, D, device=device, dtype=dtype)  # this rank's heads, all tokens
+        pack_in = functools.partial(pack_qkv, q, k, v, split)
+        pack_back = functools.partial(pack_out, out, split, layout)
+        row = {"world": P, "local_tokens": S // P, "pack_qkv": bandwidth(pack_in, 2 * 3 * q.numel() * size),
+               "pack_out": bandwidth(pack_back, 2 * out.numel() * size)}  # fmt: skip
+        for name in ("pack_qkv", "pack_out"):
+            row[name]["fraction_of_copy"] = round(row[name]["gb_per_s"] / copy["gb_per_s"], 3)
+        rows.append(row)
+    return {"shape": f"[1, {S}/P, {H}, {D}] {dtype}".replace("torch.", ""), "copy": copy, "rows": rows}
+
+
+def _nccl_version() -> str | None:
+    try:
+        version = torch.cuda.nccl.version()  # a tuple such as (2, 28, 3); an int in older torch
+    except Exception:  # a build without NCCL
+        return None
+    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=["flux-dev-1024"])
+    p.add_argument("--impls", nargs="+", choices=("stock", "usp", "diffusers"), default=["stock", "usp"])
+    p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"], help="always run as eager, graph, compiled")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
+    p.add_argument("--repeat", type=int, default=10, help="timed steps; the median is reported")
+    p.add_argument("--out", type=Path, help="results JSON to merge into (rank 0 writes it after every record)")
+    p.add_argument("--machine", help='e.g. "1x NVIDIA H200" (default: world size and device name)')
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--packing", choices=("auto", "on", "off"), default="auto", help="packing bandwidth (auto: on CUDA)")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0:
+        p.error("--repeat must be at least 1 and --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    device, world, main_rank = state.device, state.num_processes, state.is_main_process
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    log = lambda *a: print(*a, flush=True) if main_rank else None  # noqa: E731
+    now = lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.machine()})"
+    new: dict = {"machine": args.machine or f"{world}x {name}", "date": now(), "torch": torch.__version__,
+                 "diffusers": diffusers.__version__, "cuda": torch.version.cuda, "records": [], "errors": [],
+                 "nccl": _nccl_version() if cuda else None}  # fmt: skip
+    write = lambda: merge_file(args.out, new) if main_rank and args.out else None  # noqa: E731
+    if args.packing == "on" or (args.packing == "auto" and cuda):
+        if main_rank:  # one device's copies; the other ranks wait
+            new["packing"] = measure_packing(device, dtype, copy_bytes=2 << 30 if cuda else 256 << 20)
+            log("packing:", json.dumps(new["packing"]))
+        state.wait_for_everyone()
+        write()
+    for model_name, impl in ((m, i) for m in args.models for i in args.impls):
+        spec, base = MODELS[model_name], {"model": model_name, "impl": impl, "world": world}
+        reasons = {m: not_applicable(spec, impl, m, world, device) for m in MODES if m in args.modes}
+        for mode, reason in reasons.items():
+            if reason:
+                log(f"skip {model_name} {impl} world={world} {mode}: {reason}")
+        model = inputs = None
+        for mode in (m for m, reason in reasons.items() if reason is None):
+            try:
+                if model is None:  # built once for all its modes (a failed build is retried by the next mode)
+                    t0 = time.perf_counter()
+                    model, inputs = build(spec, impl, world, device, dtype, args.seed)
+                    kinds, build_s = attention_kinds(model), time.perf_counter() - t0
+                    log(f"built {model_name} for {impl} in {build_s:.1f} s")
+                rec = measure(model, inputs, mode, kinds, args, device, world)
+            except Exception as err:
+                print(f"[rank {state.process_index}] {model_name} {impl} {mode} failed:", flush=True)
+                traceback.print_exc()
+                new["errors"].append({**base, "mode": mode, "error": f"{type(err).__name__}: {err}"[:2000]})
+            else:
+                sharded, text = spec.tokens
+                new["records"].append({**base, "mode": mode, **rec, "build_s": round(build_s, 1), "dtype": str(dtype),
+                    "tokens": {"sharded": sharded, "text": text}, "warmup": args.warmup, "repeat": args.repeat,
+                    "attention_modules": {k: list(kinds.values()).count(k) for k in ("self", "cross")},
+                    "machine": new["machine"], "date": now(), "torch": torch.__version__})  # fmt: skip
+                log(f"{model_name} {impl} world={world} {mode}: {rec['step_ms_median']:.2f} ms")
+            write()
+        del model, inputs
+        gc.collect()
+        torch._dynamo.reset()  # drop compiled code and guards that still reference this model
+        if cuda:
+            torch.cuda.empty_cache()
+    log(short_table(new["records"]))
+    for e in new["errors"]:
+        log(f"ERROR {e['model']} {e['impl']} world={e['world']} {e['mode']}: {e['error']}")
+
+
+if __name__ == "__main__":
+    main()
