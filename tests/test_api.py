@@ -4,6 +4,7 @@ import inspect
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
@@ -47,14 +48,15 @@ def test_model_without_a_plan_is_refused_with_the_alternative():
 
 
 def test_processor_that_calls_no_kernel_is_refused():
-    class Projection:
-        def __call__(self, attn, hidden_states, *args, **kwargs):
-            return attn.to_out[0](hidden_states)
+    """A processor that computes attention itself (bmm, linear attention) would silently attend only local tokens."""
 
-    model = tiny_wan_transformer()
-    model.set_attn_processor(USPProcessor(Projection()))
+    class LinearAttention:
+        def __call__(self, attn, hidden_states, *args, **kwargs):
+            q, k, v = (F.relu(x) for x in (attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)))
+            return attn.to_out[0](q @ (k.transpose(1, 2) @ v))
+
     with pytest.raises(TypeError, match="cannot reach its attention kernel"):
-        model(**diffusers_usp.tiny.wan_transformer_inputs(model), return_dict=False)
+        USPProcessor(LinearAttention())
 
 
 def test_several_uneven_sequences_are_refused_with_their_sizes():
