@@ -14,21 +14,12 @@ Chroma is not supported: its blocks expand the text padding mask to a per-query 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .base import SequencePlan, SplitOrReplicate
+from .flux import FLUX
 
 # Bria, LongCat-Image, Ovis-Image: Flux 1's forward and so Flux 1's splits (2-D `[S, 3]` ids,
 # `ids = cat(txt_ids, img_ids)`, blocks that concatenate `[text, image]`). 3-D ids (deprecated in those forwards) are
 # not split and then fail in `apply_rotary_emb` with a shape error, not silently.
-_FLUX_LIKE = SequencePlan(
-    split={
-        "": {
-            "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
-            "encoder_hidden_states": SplitOrReplicate(split_dim=1, expected_dims=3),
-            "img_ids": ContextParallelInput(split_dim=0, expected_dims=2),
-            "txt_ids": SplitOrReplicate(split_dim=0, expected_dims=2),
-        },
-        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
-    },
-)
+_FLUX_LIKE = FLUX
 
 # Flux 2: its pipelines pass batched `[B, S, 4]` ids (the forward takes row 0), so the ids split along dim 1, as in
 # diffusers' own `_cp_plan`. That plan splits the text unconditionally; ours keeps it whole when P does not divide it.
