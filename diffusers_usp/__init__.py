@@ -2,7 +2,7 @@
 
 from .graphs import apply_cuda_graphs, remove_cuda_graphs
 from .parallelize import parallelize
-from .plans import PLANS, SequencePlan, SplitOrReplicate
+from .plans import PLANS, Replicated, SequencePlan, SplitOrReplicate
 from .processor import USPProcessor
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "remove_cuda_graphs",
     "SequencePlan",
     "SplitOrReplicate",
+    "Replicated",
     "PLANS",
     "__version__",
 ]

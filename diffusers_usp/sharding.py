@@ -16,7 +16,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .comm import all_gather_dim, chunk_sizes
-from .plans import SequencePlan, SplitOrReplicate
+from .plans import Replicated, SequencePlan, SplitOrReplicate
 from .state import UlyssesGroup
 
 _SPLIT_HOOK = "usp_split---{}"
@@ -68,6 +68,9 @@ def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, na
         return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
     P, rank, size = state.group.size, state.group.rank, x.shape[spec.split_dim]
     if P == 1:
+        return x
+    if isinstance(spec, Replicated):
+        state.replicated = size
         return x
     if isinstance(spec, SplitOrReplicate):
         if size % P:

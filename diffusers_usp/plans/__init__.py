@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Callable
 
 import torch
 
-from .base import SequencePlan, SplitOrReplicate
+from .base import Replicated, SequencePlan, SplitOrReplicate
 
-# Class name -> plan, or a zero-argument factory (keeps diffusers model imports lazy).
-PLANS: dict[str, SequencePlan | Callable[[], SequencePlan]] = {}
+# Class name -> plan, or a factory: no argument (keeps diffusers model imports lazy) or the transformer (a plan that
+# depends on its config; `None` where that config is not supported).
+PLANS: dict[str, SequencePlan | Callable[..., SequencePlan | None]] = {}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         PLANS.update(importlib.import_module(f"{__name__}.{_module.name}").PLANS)
@@ -21,7 +23,9 @@ for _module in pkgutil.iter_modules(__path__):
 def plan_for(transformer: torch.nn.Module) -> SequencePlan | None:
     """The plan registered for `transformer`'s exact class, if any (a subclass may change its forward)."""
     plan = PLANS.get(type(transformer).__name__)
-    return plan() if callable(plan) else plan
+    if not callable(plan):
+        return plan
+    return plan(transformer) if inspect.signature(plan).parameters else plan()
 
 
-__all__ = ["PLANS", "SequencePlan", "SplitOrReplicate", "plan_for"]
+__all__ = ["PLANS", "Replicated", "SequencePlan", "SplitOrReplicate", "plan_for"]

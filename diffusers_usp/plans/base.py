@@ -28,6 +28,15 @@ class SplitOrReplicate(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class Replicated(ContextParallelInput):
+    """Keep whole on every rank at any P, and attend as a replicated block in joint attention.
+
+    For joint text that the model's own code needs whole even when P divides it: HunyuanVideo builds its key-padding
+    mask from the whole prompt's valid-token count.
+    """
+
+
+@dataclass(frozen=True)
 class SequencePlan:
     """How one transformer class takes Ulysses sequence parallelism.
 

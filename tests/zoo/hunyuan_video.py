@@ -1,4 +1,4 @@
-"""HunyuanVideo family: FramePack proven; the reasons the others are not supported."""
+"""HunyuanVideo family coverage cases."""
 
 import torch
 
@@ -30,7 +30,28 @@ def _framepack_inputs(model, g, height=8, width=12, text=8, image=2):
     }
 
 
+def _hunyuan_video_inputs(model, g, frames=3, height=8, width=8, text=8):
+    # 3 x 4 x 4 = 48 video tokens; the last 3 prompt tokens are padding, masked out of every joint attention.
+    cfg = model.config
+    text_mask = torch.ones(1, text, dtype=torch.long)
+    text_mask[:, -3:] = 0
+    return {
+        "hidden_states": randn(g, 1, cfg.in_channels, frames, height, width),
+        "timestep": timestep(g),
+        "encoder_hidden_states": randn(g, 1, text, cfg.text_embed_dim),
+        "encoder_attention_mask": text_mask,
+        "pooled_projections": randn(g, 1, cfg.pooled_projection_dim),
+        "guidance": torch.full((1,), 6000.0),
+    }
+
+
 CASES = {
+    "HunyuanVideoTransformer3DModel": Case(
+        config=dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=1,
+                    num_single_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
+                    text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(4, 6, 6)),
+        inputs=_hunyuan_video_inputs,
+    ),
     "HunyuanVideoFramepackTransformer3DModel": Case(
         config=dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=1,
                     num_single_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2, patch_size_t=1,
@@ -40,9 +61,6 @@ CASES = {
     ),
 }
 UNSUPPORTED = {
-    "HunyuanVideoTransformer3DModel": "the forward builds the joint key-padding mask from the whole text's valid "
-    "count, wrong for a sharded text chunk, and the token refiner needs the whole text: the text (256 tokens, "
-    "divisible by P) would have to stay replicated always",
     "HunyuanVideo15Transformer3DModel": "the processor builds a per-query `[B, 1, N, N]` padding mask (padded queries "
     "masked too), not a key-padding mask: needs masked USP",
 }
