@@ -19,7 +19,16 @@ from typing import Callable
 import numpy as np
 import torch
 from accelerate import PartialState
-from diffusers import AutoencoderKLWan, DiffusionPipeline, FluxPipeline, WanPipeline
+from diffusers import (
+    AutoencoderKLWan,
+    CogVideoXPipeline,
+    DiffusionPipeline,
+    FluxPipeline,
+    LTXPipeline,
+    QwenImagePipeline,
+    StableDiffusion3Pipeline,
+    WanPipeline,
+)
 from diffusers.utils import export_to_gif
 from PIL import Image
 
@@ -51,10 +60,13 @@ class Family:
         load (`Callable[[str, torch.dtype], DiffusionPipeline]`): Loads a real pipeline from a hub id or local path.
         tiny_defaults (`dict`): Default `height`, `width`, `steps` (and `frames`) for the tiny pipeline.
         model_defaults (`dict`): The same for a real model.
-        guidance_scale (`float`): The pipeline's usual guidance scale.
+        guidance (`dict`): The pipeline call's guidance arguments at their usual values (`guidance_scale`, or
+            Qwen-Image's `true_cfg_scale`), for the tiny pipeline and a real model alike.
         prompt (`str`): Default prompt for a real model.
         output (`str`): Default output path.
         fps (`int`, *optional*): Frame rate of a video family; `None` for an image family.
+        negative_prompt (`str`, *optional*): Default negative prompt for a real model (the tiny pipeline's prompt
+            embeddings include negative ones).
     """
 
     name: str
@@ -63,10 +75,11 @@ class Family:
     load: Callable[[str, torch.dtype], DiffusionPipeline]
     tiny_defaults: dict
     model_defaults: dict
-    guidance_scale: float
+    guidance: dict
     prompt: str
     output: str
     fps: int | None = None
+    negative_prompt: str | None = None
 
 
 def _load_flux(model: str, dtype: torch.dtype) -> DiffusionPipeline:
@@ -79,8 +92,26 @@ def _load_wan(model: str, dtype: torch.dtype) -> DiffusionPipeline:
     return WanPipeline.from_pretrained(model, vae=vae, dtype=dtype)
 
 
-# Tiny sizes are chosen so that the sharded token count divides by 2, 3, 4, 6 and 8 ranks: flux 48x48 has 12x12 = 144
-# packed image tokens, wan 96x96x5 has 2 x 6 x 6 = 72 patches. (The text tokens need not divide: they are replicated.)
+def _load_sd3(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    return StableDiffusion3Pipeline.from_pretrained(model, dtype=dtype)
+
+
+def _load_cogvideox(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    return CogVideoXPipeline.from_pretrained(model, dtype=dtype)
+
+
+def _load_qwenimage(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    return QwenImagePipeline.from_pretrained(model, dtype=dtype)
+
+
+def _load_ltx(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    return LTXPipeline.from_pretrained(model, dtype=dtype)
+
+
+# Tiny sizes are chosen so that the sharded token count divides by 2, 3, 4, 6 and 8 ranks: flux and sd3 48x48 and
+# qwenimage 96x96 have 12x12 = 144 image tokens, wan 96x96x5 has 2 x 6 x 6 = 72 patches, cogvideox 32x64x9 has
+# 3 x 2 x 4 = 24 and ltx 32x32x9 has 3 x 8 x 8 = 192. (The text tokens need not divide: they are replicated.)
+# Real defaults are the pipelines' documented ones (ltx: LTXPipeline's own defaults).
 FAMILIES = {
     "flux": Family(
         name="flux",
@@ -89,7 +120,7 @@ FAMILIES = {
         load=_load_flux,
         tiny_defaults={"height": 48, "width": 48, "steps": 4},
         model_defaults={"height": 1024, "width": 1024, "steps": 28},
-        guidance_scale=3.5,
+        guidance={"guidance_scale": 3.5},
         prompt="A cat holding a sign that says hello world",
         output="out/flux.png",
     ),
@@ -100,10 +131,61 @@ FAMILIES = {
         load=_load_wan,
         tiny_defaults={"height": 96, "width": 96, "frames": 5, "steps": 4},
         model_defaults={"height": 480, "width": 832, "frames": 81, "steps": 50},
-        guidance_scale=5.0,
+        guidance={"guidance_scale": 5.0},
         prompt="A cat walks on the grass, realistic",
         output="out/wan.gif",
         fps=16,
+    ),
+    "sd3": Family(
+        name="sd3",
+        tiny=tiny.tiny_sd3_pipeline,
+        tiny_embeds=tiny.tiny_sd3_prompt_embeds,
+        load=_load_sd3,
+        tiny_defaults={"height": 48, "width": 48, "steps": 4},
+        model_defaults={"height": 1024, "width": 1024, "steps": 28},
+        guidance={"guidance_scale": 3.5},  # SD3.5 Large; SD3 Medium uses 7.0
+        prompt="A capybara holding a sign that reads Hello World",
+        output="out/sd3.png",
+    ),
+    "cogvideox": Family(
+        name="cogvideox",
+        tiny=tiny.tiny_cogvideox_pipeline,
+        tiny_embeds=tiny.tiny_cogvideox_prompt_embeds,
+        load=_load_cogvideox,
+        tiny_defaults={"height": 32, "width": 64, "frames": 9, "steps": 4},
+        model_defaults={"height": 480, "width": 720, "frames": 49, "steps": 50},
+        guidance={"guidance_scale": 6.0},
+        prompt="A panda, dressed in a small red jacket and a tiny hat, sits on a wooden stool in a serene bamboo "
+        "forest and plays a miniature acoustic guitar",
+        output="out/cogvideox.gif",
+        fps=8,
+    ),
+    "qwenimage": Family(
+        name="qwenimage",
+        tiny=tiny.tiny_qwenimage_pipeline,
+        tiny_embeds=tiny.tiny_qwenimage_prompt_embeds,
+        load=_load_qwenimage,
+        tiny_defaults={"height": 96, "width": 96, "steps": 4},
+        model_defaults={"height": 1328, "width": 1328, "steps": 50},
+        # Qwen-Image has no guidance embedding: its CFG is `true_cfg_scale`, on only when a negative prompt is given.
+        guidance={"true_cfg_scale": 4.0},
+        prompt='A coffee shop entrance features a chalkboard sign reading "Qwen Coffee 2 dollars"',
+        output="out/qwenimage.png",
+        negative_prompt=" ",
+    ),
+    "ltx": Family(
+        name="ltx",
+        tiny=tiny.tiny_ltx_pipeline,
+        tiny_embeds=tiny.tiny_ltx_prompt_embeds,
+        load=_load_ltx,
+        tiny_defaults={"height": 32, "width": 32, "frames": 9, "steps": 4},
+        model_defaults={"height": 512, "width": 704, "frames": 161, "steps": 50},
+        guidance={"guidance_scale": 3.0},
+        prompt="A woman with long brown hair smiles at another woman with long blonde hair, close-up, warm light "
+        "of the setting sun",
+        output="out/ltx.gif",
+        fps=24,
+        negative_prompt="worst quality, inconsistent motion, blurry, jittery, distorted",
     ),
 }
 
@@ -118,11 +200,13 @@ def parse_args(family: Family, argv: list[str] | None = None) -> argparse.Namesp
     tiny_d, model_d = family.tiny_defaults, family.model_defaults
     parser.add_argument("--model", help="Hub id or local path of a real pipeline (default: the tiny offline one).")
     parser.add_argument("--prompt", default=family.prompt, help="Prompt for --model (the tiny pipeline has none).")
+    parser.add_argument("--negative-prompt", default=family.negative_prompt,
+                        help=f"Negative prompt for --model. Default: {family.negative_prompt!r}.")
     parser.add_argument("--height", type=int, help=f"Default: {tiny_d['height']} tiny, {model_d['height']} --model.")
     parser.add_argument("--width", type=int, help=f"Default: {tiny_d['width']} tiny, {model_d['width']} --model.")
     if video:
-        parser.add_argument("--frames", type=int, help=f"4k+1. Default: {tiny_d['frames']} tiny, "
-                            f"{model_d['frames']} --model.")
+        parser.add_argument("--frames", type=int, help="A multiple of the VAE's temporal compression, plus 1. "
+                            f"Default: {tiny_d['frames']} tiny, {model_d['frames']} --model.")
     parser.add_argument("--steps", type=int, help=f"Default: {tiny_d['steps']} tiny, {model_d['steps']} --model.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the noise, the same on every rank.")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="Default: bf16 on CUDA, fp32 otherwise.")
@@ -148,7 +232,7 @@ def call_kwargs(family: Family, args: argparse.Namespace, dtype: torch.dtype, de
     """Keyword arguments of the pipeline call, apart from the generator."""
     kwargs = {
         "height": args.height, "width": args.width, "num_inference_steps": args.steps,
-        "guidance_scale": family.guidance_scale,
+        **family.guidance,
         "output_type": "np",  # float arrays in [0, 1], directly comparable for --check
         "return_dict": False,
     }
@@ -158,6 +242,8 @@ def call_kwargs(family: Family, args: argparse.Namespace, dtype: torch.dtype, de
         kwargs.update({k: v.to(device) for k, v in family.tiny_embeds(dtype=dtype).items()})
     else:
         kwargs["prompt"] = args.prompt
+        if args.negative_prompt is not None:
+            kwargs["negative_prompt"] = args.negative_prompt
     return kwargs
 
 

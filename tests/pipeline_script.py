@@ -1,36 +1,59 @@
-"""Run under `accelerate launch --multi_gpu --num_processes N`: tiny Flux and Wan pipelines, parallelized, saved by
+"""Run under `accelerate launch --multi_gpu --num_processes N`: every tiny pipeline family, parallelized, saved by
 rank 0 as .npy files in the folder given as argv[1] for the test to compare with a single-process run."""
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from accelerate import PartialState
+from diffusers import DiffusionPipeline
 
 import diffusers_usp
 from diffusers_usp import tiny
 
-# Sizes whose token counts split over 2, 3 and 4 ranks (Flux 12x12 = 144 image tokens; Wan 2x6x6 = 72).
-FLUX_CALL = dict(height=48, width=48, num_inference_steps=2, output_type="np")
-WAN_CALL = dict(height=96, width=96, num_frames=5, num_inference_steps=2, output_type="np")
+# family: (tiny pipeline, its prompt embeddings, call arguments). Sizes whose image/video token counts split over 2, 3
+# and 4 ranks. Every family but Flux runs CFG, i.e. batch 2 or two forwards per step.
+FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], dict]] = {
+    # 12x12 = 144 packed image tokens
+    "flux": (tiny.tiny_flux_pipeline, tiny.tiny_flux_prompt_embeds, dict(height=48, width=48)),
+    # 2x6x6 = 72 patches
+    "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5)),
+    # 12x12 = 144 patches
+    "sd3": (tiny.tiny_sd3_pipeline, tiny.tiny_sd3_prompt_embeds, dict(height=48, width=48)),
+    # 3x2x4 = 24 patches, with the rotary table the pipeline builds. Guidance 3, not the default 6: at the first
+    # v-prediction DDIM step (zero terminal SNR) the denoised latent is the guided prediction itself, so the
+    # transformer's float32 differences (~4e-7 a forward) reach the output amplified by the guidance. At 6, one of 6
+    # seeds ended at 1.05e-5; at 3 the largest of 6 was 4.7e-6 (seed 0: 2.5e-6).
+    "cogvideox": (tiny.tiny_cogvideox_pipeline, tiny.tiny_cogvideox_prompt_embeds,
+                  dict(height=32, width=64, num_frames=9, guidance_scale=3.0)),
+    # 12x12 = 144 packed tokens; true CFG: a forward with 10 masked text tokens, then one with 5
+    "qwenimage": (tiny.tiny_qwenimage_pipeline, tiny.tiny_qwenimage_prompt_embeds,
+                  dict(height=96, width=96, true_cfg_scale=4.0)),
+    # 3x8x8 = 192 latent pixels
+    "ltx": (tiny.tiny_ltx_pipeline, tiny.tiny_ltx_prompt_embeds, dict(height=32, width=32, num_frames=9)),
+    # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
+    "hunyuan_video": (tiny.tiny_hunyuan_video_pipeline, tiny.tiny_hunyuan_video_prompt_embeds,
+                      dict(height=64, width=64, num_frames=9)),
+}  # fmt: skip
 
 
-def run_flux(pipe) -> np.ndarray:
-    return pipe(**tiny.tiny_flux_prompt_embeds(seq=8), **FLUX_CALL, generator=torch.Generator().manual_seed(0)).images
+def build(name: str) -> DiffusionPipeline:
+    return FAMILIES[name][0]()
 
 
-def run_wan(pipe) -> np.ndarray:
-    return pipe(**tiny.tiny_wan_prompt_embeds(seq=8), **WAN_CALL, generator=torch.Generator().manual_seed(0)).frames
+def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
+    """Two denoising steps; `(1, H, W, 3)` for an image family, `(1, F, H, W, 3)` for a video one, floats in [0, 1]."""
+    _, embeds, call = FAMILIES[name]
+    generator = torch.Generator().manual_seed(0)
+    return pipe(**embeds(), **call, num_inference_steps=2, output_type="np", return_dict=False, generator=generator)[0]
 
 
 def main(out: Path) -> None:
     # cpu=True on a machine without CUDA: a plain PartialState() there makes a process group but reports one process.
     state = PartialState(cpu=not torch.cuda.is_available())
-    results = {
-        "flux": run_flux(diffusers_usp.parallelize(tiny.tiny_flux_pipeline())),
-        "wan": run_wan(diffusers_usp.parallelize(tiny.tiny_wan_pipeline())),
-    }
+    results = {name: run(name, diffusers_usp.parallelize(build(name))) for name in FAMILIES}
     if state.is_main_process:
         for name, array in results.items():
             np.save(out / f"{name}.npy", array)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import pipeline_script
-from diffusers_usp import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,22 +26,26 @@ def _launch(world: int, *argv: str) -> subprocess.CompletedProcess:
 
 def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     """The user's path: `accelerate launch` on CPU, `PartialState`, `parallelize(pipe)`, several denoising steps
-    through the real scheduler and VAE. Catches anything the transformer-level tests miss: the pipeline's own
-    per-step inputs (timesteps, ids, guidance), a hook that breaks across repeated calls, ranks that diverge."""
+    through the real scheduler and VAE, for every tiny family (Flux, Wan, SD3, CogVideoX, Qwen-Image, LTX) in one
+    launch. Catches anything the transformer-level tests miss: the pipeline's own per-step inputs (timesteps, ids,
+    guidance, CogVideoX's rotary table, LTX's and Qwen-Image's text masks), CFG batches, Qwen-Image's two forwards
+    per step with different text lengths (one sharded, one replicated on 2 ranks), a hook that breaks across
+    repeated calls, ranks that diverge."""
     result = _launch(2, str(ROOT / "tests" / "pipeline_script.py"), str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    want = {
-        "flux": pipeline_script.run_flux(tiny.tiny_flux_pipeline()),
-        "wan": pipeline_script.run_wan(tiny.tiny_wan_pipeline()),
-    }
-    for name, expected in want.items():
+    for name in pipeline_script.FAMILIES:
+        expected = pipeline_script.run(name, pipeline_script.build(name))
         got = np.load(tmp_path / f"{name}.npy")
-        assert got.shape == expected.shape
+        assert got.shape == expected.shape, name
         assert np.abs(got - expected).max() <= 1e-5, name
-        assert np.abs(expected - expected.mean()).max() > 0.05, f"{name}: a constant image would prove nothing"
+        assert np.abs(expected - expected.mean()).max() > 0.05, f"{name}: a constant output would prove nothing"
 
 
-@pytest.mark.parametrize("example, output", [("flux", "flux.png"), ("wan", "wan.gif")])
+EXAMPLES = [("flux", "flux.png"), ("wan", "wan.gif"), ("sd3", "sd3.png"), ("cogvideox", "cogvideox.gif"),
+            ("qwenimage", "qwenimage.png"), ("ltx", "ltx.gif")]
+
+
+@pytest.mark.parametrize("example, output", EXAMPLES)
 def test_example_runs_and_passes_its_check(example, output, tmp_path):
     """Every example's tiny default runs under 2 processes, saves its output and matches one process (--check)."""
     result = _launch(2, str(ROOT / "examples" / f"{example}.py"), "--check", "--output", str(tmp_path / output))

@@ -1,0 +1,13 @@
+"""LTX-Video text-to-video with Ulysses sequence parallelism.
+
+    accelerate launch --multi_gpu --num_processes 2 examples/ltx.py --check    # tiny offline pipeline
+    accelerate launch --multi_gpu --num_processes 4 examples/ltx.py --model Lightricks/LTX-Video
+    python examples/ltx.py                                                     # one process
+
+`diffusers_usp` must be importable (`PYTHONPATH=.` from the repository root). See `_driver.py` for the arguments.
+"""
+
+from _driver import main
+
+if __name__ == "__main__":
+    main("ltx")
