@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import gc
-import inspect
 import json
 import platform
 import statistics
@@ -33,8 +31,8 @@ from diffusers import ContextParallelConfig, FluxTransformer2DModel, WanTransfor
 
 import diffusers_usp  # noqa: E402
 from diffusers_usp import tiny  # noqa: E402
-from diffusers_usp.comm import head_split, pack_out, pack_qkv  # noqa: E402
 from diffusers_usp.plans import plan_for  # noqa: E402
+from packing import measure_packing  # noqa: E402
 from report import MODES, merge_file, short_table  # noqa: E402
 
 Step = Callable[[], object]
@@ -289,57 +287,6 @@ def measure(model: torch.nn.Module, inputs: dict, mode: str, kinds: dict[str, st
     rec.update(step_ms_median=statistics.median(times), step_ms_min=min(times), peak_mem_gb=peak,
                step_ms_all=[round(t, 3) for t in times], warmup_ms=[round(t, 3) for t in warm])  # fmt: skip
     return rec
-
-
-def measure_packing(device: torch.device, dtype: torch.dtype, copy_bytes: int) -> dict:
-    """Bandwidth of USP's packing copies on Flux 1024²-sized local tensors, against one large device-to-device copy.
-    Bytes moved count every byte read plus every byte written; on CUDA the time is that of a graph replay (kernels
-    only), and `us_eager` the plain calls'."""
-    S, H, D = 4096 + 512, 24, 128  # Flux 1024²: image + text tokens, heads, head dim
-    size = torch.finfo(dtype).bits // 8
-    calls = 50 if device.type == "cuda" else 3  # tens of µs per pack on a GPU (amortise launches); ms on a CPU
-
-    def per_call_us(run: Step, calls: int) -> float:  # median of 5 trials of `calls` back-to-back calls
-        trials = []
-        for _ in range(5):
-            _sync(device)
-            t0 = time.perf_counter()
-            run()
-            _sync(device)
-            trials.append((time.perf_counter() - t0) * 1e6 / calls)
-        return statistics.median(trials)
-
-    def bandwidth(fn: Step, nbytes: int, calls: int = calls) -> dict:
-        fn()
-        eager = per_call_us(lambda: [fn() for _ in range(calls)], calls)
-        res = {"bytes": nbytes, "us_eager": round(eager, 2), "us": round(eager, 2)}
-        if device.type == "cuda":
-            # The copies alone, without the host's launch gaps: `calls` calls captured in one CUDA graph.
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other ranks' NCCL threads run
-                for _ in range(calls):
-                    fn()
-            res["us"] = round(per_call_us(graph.replay, calls), 2)
-        return {**res, "gb_per_s": round(nbytes / res["us"] / 1e3, 1)}
-
-    src, dst = (torch.empty(copy_bytes // size, dtype=dtype, device=device) for _ in range(2))
-    copy = bandwidth(lambda: dst.copy_(src), 2 * copy_bytes, calls=5)
-    src = dst = None  # free 2 x copy_bytes before the packing tensors
-    # pack_out's third argument was the world size before it became the per-rank token counts; accept either.
-    by_rank = list(inspect.signature(pack_out).parameters)[2] == "seq_lens"
-    rows = []
-    for P in (2, 4, 8):
-        split, layout = head_split(H, H, P), ((S // P,) * P if by_rank else P)
-        q, k, v = (torch.randn(1, S // P, H, D, device=device, dtype=dtype) for _ in range(3))
-        out = torch.randn(1, S, H // P, D, device=device, dtype=dtype)  # this rank's heads, all tokens
-        pack_in = functools.partial(pack_qkv, q, k, v, split)
-        pack_back = functools.partial(pack_out, out, split, layout)
-        row = {"world": P, "local_tokens": S // P, "pack_qkv": bandwidth(pack_in, 2 * 3 * q.numel() * size),
-               "pack_out": bandwidth(pack_back, 2 * out.numel() * size)}  # fmt: skip
-        for name in ("pack_qkv", "pack_out"):
-            row[name]["fraction_of_copy"] = round(row[name]["gb_per_s"] / copy["gb_per_s"], 3)
-        rows.append(row)
-    return {"shape": f"[1, {S}/P, {H}, {D}] {dtype}".replace("torch.", ""), "copy": copy, "rows": rows}
 
 
 def _nccl_version() -> str | None:
