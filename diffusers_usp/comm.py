@@ -53,7 +53,7 @@ class HeadSplit:
 
     def kv_index(self, rank: int) -> tuple[int, ...] | None:
         """For each local query head, its local KV head; `None` when plain SDPA GQA grouping already matches."""
-        (q0, q1), (kv0, kv1) = self.q[rank], self.kv[rank]
+        (q0, q1), kv0 = self.q[rank], self.kv[rank][0]
         g = self.group_size
         if g == 1 or (q0 % g == 0 and (q1 - q0) % g == 0):
             return None
@@ -218,7 +218,6 @@ _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather
 def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: UlyssesGroup) -> torch.Tensor:
     """One all-gather that turns this rank's heads `[B, L, h, D]` into all heads `[B, L, H, D]`."""
     B, L, h, D = out.shape
-    P = group.size
     send = out.new_empty(B, L, split.q_max, D)
     send[:, :, :h].copy_(out)
     return unpack_heads(_all_gather_stacked(send, group), split)

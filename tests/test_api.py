@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
-import diffusers_usp
 from diffusers_usp import USPProcessor, parallelize
 from diffusers_usp.tiny import tiny_flux_pipeline, tiny_wan_transformer
 
