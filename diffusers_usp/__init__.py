@@ -1,6 +1,7 @@
 """Ulysses sequence parallelism for Hugging Face diffusers transformers."""
 
 from .graphs import apply_cuda_graphs, remove_cuda_graphs
+from .launch import notebook_launch
 from .parallelize import parallelize
 from .plans import PLANS, Replicated, SequencePlan, SplitOrReplicate
 from .processor import USPProcessor
@@ -15,5 +16,6 @@ __all__ = [
     "SplitOrReplicate",
     "Replicated",
     "PLANS",
+    "notebook_launch",
     "__version__",
 ]

@@ -24,6 +24,7 @@ from diffusers import (
     CogVideoXPipeline,
     DiffusionPipeline,
     FluxPipeline,
+    HunyuanVideoPipeline,
     LTXPipeline,
     QwenImagePipeline,
     StableDiffusion3Pipeline,
@@ -104,14 +105,21 @@ def _load_qwenimage(model: str, dtype: torch.dtype) -> DiffusionPipeline:
     return QwenImagePipeline.from_pretrained(model, dtype=dtype)
 
 
+def _load_hunyuan_video(model: str, dtype: torch.dtype) -> DiffusionPipeline:
+    pipe = HunyuanVideoPipeline.from_pretrained(model, dtype=dtype)
+    pipe.vae.enable_tiling()  # as diffusers' HunyuanVideo examples: decoding 129 frames at 720p whole needs far more
+    return pipe
+
+
 def _load_ltx(model: str, dtype: torch.dtype) -> DiffusionPipeline:
     return LTXPipeline.from_pretrained(model, dtype=dtype)
 
 
 # Tiny sizes are chosen so that the sharded token count divides by 2, 3, 4, 6 and 8 ranks: flux and sd3 48x48 and
 # qwenimage 96x96 have 12x12 = 144 image tokens, wan 96x96x5 has 2 x 6 x 6 = 72 patches, cogvideox 32x64x9 has
-# 3 x 2 x 4 = 24 and ltx 32x32x9 has 3 x 8 x 8 = 192. (The text tokens need not divide: they are replicated.)
-# Real defaults are the pipelines' documented ones (ltx: LTXPipeline's own defaults).
+# 3 x 2 x 4 = 24, ltx 32x32x9 has 3 x 8 x 8 = 192 and hunyuan_video 64x64x9 has 3 x 4 x 4 = 48. (The text tokens
+# need not divide: they are replicated.) Real defaults are the pipelines' documented ones (ltx and hunyuan_video:
+# their pipelines' own call defaults).
 FAMILIES = {
     "flux": Family(
         name="flux",
@@ -146,6 +154,18 @@ FAMILIES = {
         guidance={"guidance_scale": 3.5},  # SD3.5 Large; SD3 Medium uses 7.0
         prompt="A capybara holding a sign that reads Hello World",
         output="out/sd3.png",
+    ),
+    "hunyuan_video": Family(
+        name="hunyuan_video",
+        tiny=tiny.tiny_hunyuan_video_pipeline,
+        tiny_embeds=tiny.tiny_hunyuan_video_prompt_embeds,
+        load=_load_hunyuan_video,
+        tiny_defaults={"height": 64, "width": 64, "frames": 9, "steps": 4},
+        model_defaults={"height": 720, "width": 1280, "frames": 129, "steps": 50},
+        guidance={"guidance_scale": 6.0},  # embedded guidance, one forward per step
+        prompt="A cat walks on the grass, realistic",
+        output="out/hunyuan_video.gif",
+        fps=24,
     ),
     "cogvideox": Family(
         name="cogvideox",
