@@ -104,18 +104,21 @@ def markdown(data: dict) -> str:
         out.append(_row(r["model"], r["impl"], r["world"], r["mode"], f"{r['step_ms_median']:.2f}", *speed,
                         _per_attention(r, "self"), _per_attention(r, "cross"), _num(r.get("compile_s"), ".1f")))
     if data.get("packing"):
-        pk = data["packing"]
-        head = [f"{op} {col}" for op in ("pack_qkv", "pack_out") for col in ("µs (eager)", "GB/s", "of copy")]
+        pk, ops = data["packing"], ("pack_qkv", "pack_out", "unpack_heads")
         out += ["", f"## Packing copies ({pk['shape']}: Flux 1024² local tensors)", "",
                 f"Reference device-to-device copy: {pk['copy']['gb_per_s']} GB/s. Bandwidth = bytes read + written / "
-                "time; on CUDA the time of a CUDA-graph replay (kernels only), with the plain eager calls' time in "
-                "parentheses.", "", _row("P", "local tokens", *head), _row(*["---"] * 8)]  # fmt: skip
+                "time, as a share of that copy's; on CUDA the time of a CUDA-graph replay (kernels only), with the "
+                "plain eager calls' time (host overhead included) in parentheses. `plain`: the same op with "
+                "PyTorch's `Tensor.copy_` in place of `diffusers_usp.comm.copy_`.", "",
+                _row("P", "local tokens", "op", "µs", "of copy", "plain µs", "plain of copy"),
+                _row(*["---"] * 7)]  # fmt: skip
         for row in pk["rows"]:
-            cells = []
-            for op in (row["pack_qkv"], row["pack_out"]):
-                us = f"{op['us']} ({op.get('us_eager', op['us'])})"
-                cells += [us, op["gb_per_s"], f"{op['fraction_of_copy']:.0%}"]
-            out.append(_row(row["world"], row["local_tokens"], *cells))
+            for name in (name for name in ops if name in row):
+                op, plain = row[name], row[name].get("plain")
+                cells = [f"{op['us']} ({op['us_eager']})", f"{op['fraction_of_copy']:.0%}",
+                         f"{plain['us']} ({plain['us_eager']})" if plain else "-",
+                         f"{plain['fraction_of_copy']:.0%}" if plain else "-"]  # fmt: skip
+                out.append(_row(row["world"], row["local_tokens"], f"`{name}`", *cells))
     if data.get("errors"):
         out += ["", "## Failed", ""]
         out += [f"- {e['model']} {e['impl']} world={e['world']} {e['mode']}: `{e['error'].splitlines()[0][:300]}`"

@@ -3,9 +3,10 @@
 import random
 
 import pytest
+import torch
 
 import cases
-from diffusers_usp.comm import chunk_sizes, head_split
+from diffusers_usp.comm import chunk_sizes, copy_, head_split
 
 
 @pytest.mark.parametrize("heads", [(8, 8), (24, 24), (6, 6), (5, 5), (8, 2), (12, 4), (6, 3), (4, 1), (3, 3), (2, 1)])
@@ -53,3 +54,22 @@ def test_ulysses_attention_matches_full_attention(pools, world):
         mask = [None, "bool", "additive"][seed % 3]
         errors = pools(world).run(cases.attention_core, seed, B, s, hq, hkv, D, replicated, front, prefix, mask)
         assert max(errors) <= 1e-5, (B, s, hq, hkv, D, replicated, front, prefix, mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("head_dim", [128, 12, 3])
+def test_wide_copy_is_bit_exact(dtype, head_dim):
+    """Catches the widened packing copy changing bits (NaN payloads, signed zeros, subnormals: every pattern of
+    random bits) or mis-addressing a permuted source, a sliced destination at an offset, or an expanded source;
+    head_dim 3 takes the plain copy, 12 a narrower width than 128."""
+    torch.manual_seed(0)
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[dtype.itemsize]
+    src = torch.randint(-(2**15), 2**15, (2, 5, 12, head_dim)).to(bits).view(dtype)  # [B, S, P * h, D]
+    permuted = src.view(2, 5, 4, 3, head_dim).permute(2, 0, 1, 3, 4)  # [P, B, S, h, D]
+    dst = torch.zeros(4, 2, 5, 7, head_dim, dtype=dtype)
+    copy_(dst[..., 2:5, :], permuted)
+    assert torch.equal(dst[..., 2:5, :].view(bits), permuted.view(bits))
+    assert not dst[..., :2, :].view(bits).any() and not dst[..., 5:, :].view(bits).any()  # nothing outside the slice
+    expanded = src[0].unsqueeze(0).expand(4, 5, 12, head_dim)
+    out = torch.empty(4, 5, 12, head_dim, dtype=dtype)
+    assert torch.equal(copy_(out, expanded).view(bits), expanded.view(bits))
