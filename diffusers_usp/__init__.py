@@ -3,7 +3,7 @@
 from .graphs import apply_cuda_graphs, remove_cuda_graphs
 from .launch import notebook_launch
 from .parallelize import parallelize
-from .plans import PLANS, Replicated, SequencePlan, SplitOrReplicate
+from .plans import PLANS, Replicated, SequencePlan, SplitEach, SplitOrReplicate
 from .processor import USPProcessor
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "SequencePlan",
     "SplitOrReplicate",
     "Replicated",
+    "SplitEach",
     "PLANS",
     "notebook_launch",
     "__version__",

@@ -16,7 +16,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .comm import all_gather_dim, chunk_sizes
-from .plans import Replicated, SequencePlan, SplitOrReplicate
+from .plans import Replicated, SequencePlan, SplitEach, SplitOrReplicate
 from .state import UlyssesGroup
 
 _SPLIT_HOOK = "usp_split---{}"
@@ -163,9 +163,12 @@ class SplitHook(ModelHook):
         return output[0] if single else tuple(output)
 
     def _split(self, value, spec, name: str):
-        """A tensor by `spec`; a list or tuple of tensors element by element, by a list or tuple of specs."""
+        """A tensor by `spec`; a list or tuple of tensors element by element, by a list or tuple of specs or by one
+        `SplitEach`."""
         if isinstance(value, torch.Tensor):
             return _shard(value, spec, self.state, name)
+        if isinstance(value, (list, tuple)) and isinstance(spec, SplitEach):
+            return type(value)(_shard(v, spec, self.state, f"{name}[{i}]") for i, v in enumerate(value))
         if isinstance(value, (list, tuple)) and isinstance(spec, (list, tuple)):
             if len(value) != len(spec):
                 raise ValueError(f"`{name}` has {len(value)} elements but its plan entry has {len(spec)}.")

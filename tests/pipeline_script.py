@@ -18,6 +18,11 @@ from diffusers_usp import tiny
 FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], dict]] = {
     # 12x12 = 144 packed image tokens
     "flux": (tiny.tiny_flux_pipeline, tiny.tiny_flux_prompt_embeds, dict(height=48, width=48)),
+    # the same, with a ControlNet whose residuals (computed whole on every rank) are split like the image tokens;
+    # the control image is a fixed gradient, the same on every rank
+    "flux_controlnet": (tiny.tiny_flux_controlnet_pipeline, tiny.tiny_flux_prompt_embeds,
+                        dict(height=48, width=48, controlnet_conditioning_scale=0.8,
+                             control_image=torch.linspace(0, 1, 3 * 48 * 48).reshape(1, 3, 48, 48))),
     # 2x6x6 = 72 patches
     "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5)),
     # 12x12 = 144 patches

@@ -26,8 +26,8 @@ def _launch(world: int, *argv: str) -> subprocess.CompletedProcess:
 
 def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     """The user's path: `accelerate launch` on CPU, `PartialState`, `parallelize(pipe)`, several denoising steps
-    through the real scheduler and VAE, for every tiny family (Flux, Wan, SD3, CogVideoX, Qwen-Image, LTX,
-    HunyuanVideo) in one launch. Catches anything the transformer-level tests miss: the pipeline's own per-step
+    through the real scheduler and VAE, for every tiny family (Flux, Flux ControlNet, Wan, SD3, CogVideoX, Qwen-Image,
+    LTX, HunyuanVideo) in one launch. Catches anything the transformer-level tests miss: the pipeline's own per-step
     inputs (timesteps, ids, guidance, CogVideoX's rotary table, the text masks of LTX, Qwen-Image and HunyuanVideo),
     CFG batches, Qwen-Image's two forwards per step with different text lengths (one sharded, one replicated on 2
     ranks), a hook that breaks across repeated calls, ranks that diverge."""

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .base import Replicated, SequencePlan, SplitOrReplicate
+from .base import Replicated, SequencePlan, SplitEach, SplitOrReplicate
 
 # Class name -> plan, or a factory: no argument (keeps diffusers model imports lazy) or the transformer (a plan that
 # depends on its config; `None` where that config is not supported).
@@ -28,4 +28,4 @@ def plan_for(transformer: torch.nn.Module) -> SequencePlan | None:
     return plan(transformer) if inspect.signature(plan).parameters else plan()
 
 
-__all__ = ["PLANS", "Replicated", "SequencePlan", "SplitOrReplicate", "plan_for"]
+__all__ = ["PLANS", "Replicated", "SequencePlan", "SplitEach", "SplitOrReplicate", "plan_for"]

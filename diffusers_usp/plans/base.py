@@ -37,6 +37,16 @@ class Replicated(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class SplitEach(ContextParallelInput):
+    """A list or tuple of tensors, of any length, each split along `split_dim` like a plain `ContextParallelInput`.
+
+    For per-block residuals that are added to the sharded tokens: ControlNet's, one tensor per block it controls,
+    each in the image tokens' layout. A plain `ContextParallelInput` leaves a list alone, and a list of specs needs
+    its length known in advance.
+    """
+
+
+@dataclass(frozen=True)
 class SequencePlan:
     """How one transformer class takes Ulysses sequence parallelism.
 

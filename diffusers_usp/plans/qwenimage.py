@@ -3,7 +3,7 @@
 Qwen-Image-2.1 (`QwenImage21Transformer2DModel`) has no plan: its attention is block-causal (see `tests/zoo/`).
 """
 
-from .base import SequencePlan, SplitOrReplicate
+from .base import SequencePlan, SplitEach, SplitOrReplicate
 
 
 def _qwenimage() -> SequencePlan:
@@ -15,12 +15,14 @@ def _qwenimage() -> SequencePlan:
     # text, its RoPE rows and its padding mask are `SplitOrReplicate`, so a prompt length P does not divide keeps
     # the text whole on every rank (a replicated block at the front of the joint attention) instead of failing.
     # A padding mask (batched prompts of different lengths) becomes the processor's `[B, 1, 1, text + image]`
-    # key-padding mask, built from the local mask rows in the order of the local keys.
+    # key-padding mask, built from the local mask rows in the order of the local keys. ControlNet residuals, one
+    # image-token tensor per controlled block, are split like the image (the ControlNet runs whole on every rank).
     native = QwenImageTransformer2DModel._cp_plan
     text = SplitOrReplicate(split_dim=1, expected_dims=3)
     return SequencePlan(
         split={
             **native,
+            "": {**native.get("", {}), "controlnet_block_samples": SplitEach(split_dim=1, expected_dims=3)},
             "transformer_blocks.0": {**native["transformer_blocks.0"], "encoder_hidden_states": text},
             "transformer_blocks.*": {
                 **native["transformer_blocks.*"],

@@ -5,14 +5,14 @@ tokens is all the position handling they need, and attention, which has no posit
 order the all-to-all assembles the per-rank `[text chunk, image chunk]` pieces in. Text is `SplitOrReplicate`:
 sharded with the image when P divides its length, else whole on every rank and a replicated block in attention.
 
-Not covered: ControlNet residuals (`block_controlnet_hidden_states`, whole-sequence tensors added to the local
-tokens; they fail with a shape error) and SD3's IP-Adapter (its processor's second kernel call attends the local
+ControlNet residuals (`block_controlnet_hidden_states`, one image-token tensor per controlled block) are split like
+the image; the ControlNet itself runs whole on every rank. Not covered: SD3's IP-Adapter (its processor's second kernel call attends the local
 image queries to the image-prompt tokens inside a sharded module, which the core refuses).
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .base import SequencePlan, SplitOrReplicate
+from .base import SequencePlan, SplitEach, SplitOrReplicate
 
 # SD3: the image and text split where they are embedded (so `skip_layers` may skip any block). Its
 # JointAttnProcessor2_0 concatenates `[image, text]`, so replicated text sits at the back. Only `attn` holds the
@@ -20,6 +20,7 @@ from .base import SequencePlan, SplitOrReplicate
 # block is `context_pre_only` (its text output is dropped), which changes nothing here.
 SD3 = SequencePlan(
     split={
+        "": {"block_controlnet_hidden_states": SplitEach(split_dim=1, expected_dims=3)},
         "pos_embed": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
         "context_embedder": {0: SplitOrReplicate(split_dim=1, expected_dims=3, split_output=True)},
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),

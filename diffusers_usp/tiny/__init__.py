@@ -17,6 +17,8 @@ from .flux import (
     FLUX_POOLED_DIM,
     FLUX_TEXT_DIM,
     flux_transformer_inputs,
+    tiny_flux_controlnet,
+    tiny_flux_controlnet_pipeline,
     tiny_flux_pipeline,
     tiny_flux_prompt_embeds,
     tiny_flux_transformer,
@@ -56,6 +58,7 @@ from .wan import (
 
 __all__ = [  # grouped by family
     "tiny_flux_transformer", "tiny_flux_pipeline", "tiny_flux_prompt_embeds", "flux_transformer_inputs",
+    "tiny_flux_controlnet", "tiny_flux_controlnet_pipeline",
     "tiny_wan_transformer", "tiny_wan_pipeline", "tiny_wan_prompt_embeds", "wan_transformer_inputs",
     "tiny_sd3_transformer", "tiny_sd3_pipeline", "tiny_sd3_prompt_embeds",
     "tiny_cogvideox_transformer", "tiny_cogvideox_pipeline", "tiny_cogvideox_prompt_embeds",

@@ -1,7 +1,14 @@
 """Tiny Flux (FLUX.1-dev layout): transformer, pipeline, prompt embeddings and transformer inputs."""
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    FluxControlNetModel,
+    FluxControlNetPipeline,
+    FluxPipeline,
+    FluxTransformer2DModel,
+)
 
 from ._common import build_transformer, cast, quiet, randn, seeded
 
@@ -28,6 +35,43 @@ def tiny_flux_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **o
     return build_transformer(FluxTransformer2DModel, config, overrides, seed, dtype)
 
 
+def tiny_flux_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxControlNetModel:
+    """Tiny random `FluxControlNetModel` for `tiny_flux_transformer` (1 double + 1 single block).
+
+    Its residual projections and its condition embedder start at zero in diffusers (a fresh ControlNet changes
+    nothing); here they are random too, so that its residuals reach the output.
+
+    Args:
+        seed (`int`): Seed for the weight initialisation.
+        dtype (`torch.dtype`): Parameter dtype.
+    """
+
+    def build() -> FluxControlNetModel:
+        controlnet = FluxControlNetModel(
+            patch_size=1, in_channels=4 * FLUX_LATENT_CHANNELS, num_layers=1, num_single_layers=1,
+            attention_head_dim=16, num_attention_heads=4, joint_attention_dim=FLUX_TEXT_DIM,
+            pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+        )
+        zeroed = [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks, controlnet.controlnet_x_embedder]
+        with torch.no_grad():
+            for linear in zeroed:
+                torch.nn.init.normal_(linear.weight, std=0.05)
+        return controlnet
+
+    return cast(seeded(seed, build), dtype)
+
+
+def _tiny_flux_vae(seed: int, dtype: torch.dtype) -> AutoencoderKL:
+    """Two-block `AutoencoderKL` (2x downsampling) with FLUX.1's latent shift and scale."""
+    vae = seeded(seed, lambda: AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=FLUX_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
+        shift_factor=0.0609, scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
+    ))
+    return cast(vae, dtype)
+
+
 def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxPipeline:
     """Tiny `FluxPipeline` without text encoders; image height/width must be multiples of 4.
 
@@ -38,16 +82,25 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=FLUX_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
-    ))
     return quiet(FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=cast(vae, dtype),
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=_tiny_flux_vae(seed + 1, dtype),
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
         transformer=tiny_flux_transformer(seed, dtype),
+    ))
+
+
+def tiny_flux_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxControlNetPipeline:
+    """Tiny `FluxControlNetPipeline`: `tiny_flux_pipeline`'s components plus `tiny_flux_controlnet` (weights from
+    `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1], of the output size).
+
+    Args:
+        seed (`int`): Seed for the weight initialisation.
+        dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
+    """
+    return quiet(FluxControlNetPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=_tiny_flux_vae(seed + 1, dtype),
+        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+        transformer=tiny_flux_transformer(seed, dtype), controlnet=tiny_flux_controlnet(seed + 2, dtype),
     ))
 
 

@@ -18,6 +18,9 @@ def _flux_inputs(model, g, height=4, width=6, text=12):
         "img_ids": img_ids.reshape(-1, 3),
         "txt_ids": torch.zeros(text, 3),
         "guidance": torch.full((1,), 3.5),
+        # ControlNet residuals: one for the 2 double blocks, one per single block (inner dim 4 heads x 16)
+        "controlnet_block_samples": [randn(g, 1, height * width, 64)],
+        "controlnet_single_block_samples": [randn(g, 1, height * width, 64) for _ in range(2)],
     }
 
 

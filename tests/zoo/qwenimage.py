@@ -19,6 +19,7 @@ def _qwenimage_inputs(model, g, shape=(1, 4, 6), text=10):
         "encoder_hidden_states_mask": torch.arange(text)[None] < text - 3,  # 3 padding tokens
         "timestep": timestep(g, scale=1.0),
         "img_shapes": [images],
+        "controlnet_block_samples": [randn(g, 1, 48, 32)],  # one residual for the 2 blocks (inner dim 2 x 16)
     }
 
 

@@ -14,6 +14,8 @@ def _sd3_inputs(model, g, height=8, width=12, text=10):
         "encoder_hidden_states": randn(g, 1, text, cfg.joint_attention_dim),
         "pooled_projections": randn(g, 1, cfg.pooled_projection_dim),
         "timestep": timestep(g),
+        # one ControlNet residual for the 2 blocks, on the image tokens (inner dim 4 heads x 8)
+        "block_controlnet_hidden_states": [randn(g, 1, (height // 2) * (width // 2), 32)],
     }
 
 
