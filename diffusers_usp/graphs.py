@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-from .parallelize import _transformers
+from .parallelize import _models
 
 _HOOK = "usp_cuda_graph"
 
@@ -117,7 +117,8 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
     Returns:
         Its argument.
     """
-    for transformer in _transformers(pipe_or_transformer):
+    # The transformers only: a ControlNet runs eagerly (its residual lists would need their own static outputs).
+    for transformer in (model for model, required in _models(pipe_or_transformer) if required):
         if next(transformer.parameters()).device.type != "cuda":
             raise ValueError(f"CUDA graphs need the model on a CUDA device; {type(transformer).__name__} is not.")
         registry = HookRegistry.check_if_exists_or_initialize(transformer)
@@ -128,6 +129,6 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
 
 def remove_cuda_graphs(pipe_or_transformer):
     """Undo `apply_cuda_graphs`, releasing the captured graphs."""
-    for transformer in _transformers(pipe_or_transformer):
+    for transformer in (model for model, required in _models(pipe_or_transformer) if required):
         HookRegistry.check_if_exists_or_initialize(transformer).remove_hook(_HOOK, recurse=False)
     return pipe_or_transformer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from typing import TypeVar
 
@@ -21,16 +22,22 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 
 
-def _transformers(obj) -> list[torch.nn.Module]:
-    """The transformer(s) of a pipeline (`transformer`, `transformer_2`, ...), or `obj` itself."""
+def _models(obj) -> list[tuple[torch.nn.Module, bool]]:
+    """`(model, required)` for each model to parallelize: a pipeline's transformer(s) (`transformer`,
+    `transformer_2`, ...), which must have a plan, and its ControlNet(s) (`controlnet`, each net of a multi-ControlNet),
+    which run whole on every rank where they have none; or `obj` itself, required."""
     if isinstance(obj, torch.nn.Module):
-        return [obj]
+        return [(obj, True)]
     components = getattr(obj, "components", None)
     if not isinstance(components, dict):
         raise TypeError(f"parallelize() takes a diffusers pipeline or transformer, not {type(obj).__name__}.")
-    found = [m for name, m in components.items() if name.startswith("transformer") and isinstance(m, torch.nn.Module)]
+    modules = {name: m for name, m in components.items() if isinstance(m, torch.nn.Module)}
+    found = [(m, True) for name, m in modules.items() if name.startswith("transformer")]
     if not found:
         raise ValueError(f"{type(obj).__name__} has no transformer component to parallelize.")
+    for name, m in modules.items():
+        if name.startswith("controlnet"):
+            found += [(net, False) for net in getattr(m, "nets", [m])]  # Flux/SD3 multi-ControlNets hold `nets`
     return found
 
 
@@ -49,7 +56,8 @@ def parallelize(
 
     Args:
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
-            A pipeline (its `transformer`, `transformer_2`, ... components are parallelized) or a transformer.
+            A pipeline (its `transformer`, `transformer_2`, ... components are parallelized, and its `controlnet`
+            where a plan exists; any other ControlNet runs whole on every rank, with a warning) or a transformer.
         group (`torch.distributed.ProcessGroup`, *optional*):
             The ranks that share one sequence. Defaults to a new group of all ranks of the default process group
             (which `accelerate.PartialState()` or `torch.distributed.init_process_group()` creates); every rank must
@@ -68,10 +76,17 @@ def parallelize(
     if group is None and timeout is not None and dist.is_available() and dist.is_initialized():
         group = dist.new_group(timeout=timeout)  # collective: every rank calls parallelize in the same order
     ulysses = ulysses_group(group)
-    for transformer in _transformers(pipe_or_transformer):
+    for transformer, required in _models(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:
             continue  # already parallelized
         plan = plan_for(transformer)
+        if plan is None and not required:
+            # Correct as it is: its residuals reach the transformer whole, and the transformer's plan splits them.
+            warnings.warn(
+                f"diffusers_usp has no sequence plan for {type(transformer).__name__}: it runs whole on every rank.",
+                stacklevel=2,
+            )
+            continue
         if plan is None:
             raise ValueError(
                 f"diffusers_usp has no sequence plan for {type(transformer).__name__} (plans exist for "

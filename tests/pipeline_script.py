@@ -1,6 +1,7 @@
 """Run under `accelerate launch --multi_gpu --num_processes N`: every tiny pipeline family, parallelized, saved by
 rank 0 as .npy files in the folder given as argv[1] for the test to compare with a single-process run."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,16 +14,20 @@ from diffusers import DiffusionPipeline
 import diffusers_usp
 from diffusers_usp import tiny
 
+CONTROL_IMAGE = torch.linspace(0, 1, 3 * 48 * 48).reshape(1, 3, 48, 48)
+
 # family: (tiny pipeline, its prompt embeddings, call arguments). Sizes whose image/video token counts split over 2, 3
 # and 4 ranks. Every family but Flux runs CFG, i.e. batch 2 or two forwards per step.
 FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], dict]] = {
     # 12x12 = 144 packed image tokens
     "flux": (tiny.tiny_flux_pipeline, tiny.tiny_flux_prompt_embeds, dict(height=48, width=48)),
-    # the same, with a ControlNet whose residuals (computed whole on every rank) are split like the image tokens;
-    # the control image is a fixed gradient, the same on every rank
+    # the same with a ControlNet, parallelized too: its residuals are gathered, then split again by the transformer.
+    # The control image is a fixed gradient, the same on every rank. The union ControlNet prepends a mode token to
+    # the text inside its forward, which the text must be whole for.
     "flux_controlnet": (tiny.tiny_flux_controlnet_pipeline, tiny.tiny_flux_prompt_embeds,
-                        dict(height=48, width=48, controlnet_conditioning_scale=0.8,
-                             control_image=torch.linspace(0, 1, 3 * 48 * 48).reshape(1, 3, 48, 48))),
+                        dict(height=48, width=48, controlnet_conditioning_scale=0.8, control_image=CONTROL_IMAGE)),
+    "flux_controlnet_union": (lambda: tiny.tiny_flux_controlnet_pipeline(num_mode=3), tiny.tiny_flux_prompt_embeds,
+                              dict(height=48, width=48, control_image=CONTROL_IMAGE, control_mode=2)),
     # 2x6x6 = 72 patches
     "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5)),
     # 12x12 = 144 patches
@@ -58,10 +63,17 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 def main(out: Path) -> None:
     # cpu=True on a machine without CUDA: a plain PartialState() there makes a process group but reports one process.
     state = PartialState(cpu=not torch.cuda.is_available())
-    results = {name: run(name, diffusers_usp.parallelize(build(name))) for name in FAMILIES}
+    results, tokens = {}, {}
+    for name in FAMILIES:
+        pipe = diffusers_usp.parallelize(build(name))
+        seen = tokens[name] = []  # tokens reaching the first feed-forward layer of the ControlNet, if any
+        if hasattr(pipe, "controlnet"):
+            pipe.controlnet.transformer_blocks[0].ff.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+        results[name] = run(name, pipe)
     if state.is_main_process:
         for name, array in results.items():
             np.save(out / f"{name}.npy", array)
+        (out / "controlnet_tokens.json").write_text(json.dumps(tokens))
     state.wait_for_everyone()
 
 

@@ -9,7 +9,7 @@ from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
 from diffusers_usp import USPProcessor, parallelize
-from diffusers_usp.tiny import tiny_flux_pipeline, tiny_wan_transformer
+from diffusers_usp.tiny import tiny_flux_controlnet_pipeline, tiny_flux_pipeline, tiny_wan_transformer
 
 
 def test_wrapper_shows_the_wrapped_processors_signature():
@@ -26,6 +26,20 @@ def test_parallelize_wraps_every_attention_of_a_pipeline_and_is_idempotent():
     processors = pipe.transformer.attn_processors.values()
     assert processors and all(isinstance(p, USPProcessor) for p in processors)
     assert all(isinstance(p.processor, FluxAttnProcessor) for p in processors)
+
+
+def test_pipeline_controlnet_is_parallelized_where_a_plan_exists_and_else_runs_whole():
+    """Catches a pipeline's ControlNet left out of `parallelize` (it would run every token on every rank), and a
+    ControlNet without a plan refused (it is correct whole) or skipped without a word (the user would not know)."""
+    pipe = parallelize(tiny_flux_controlnet_pipeline())
+    assert pipe.controlnet._usp_sequence is not None
+    assert all(isinstance(p, USPProcessor) for p in pipe.controlnet.attn_processors.values())
+
+    pipe = tiny_flux_controlnet_pipeline()
+    pipe.controlnet.input_hint_block = torch.nn.Identity()  # the condition would arrive as an image: no plan
+    with pytest.warns(UserWarning, match="no sequence plan for FluxControlNetModel: it runs whole on every rank"):
+        parallelize(pipe)
+    assert pipe.transformer._usp_sequence is not None and getattr(pipe.controlnet, "_usp_sequence", None) is None
 
 
 def test_launched_without_a_process_group_fails_with_the_fix(monkeypatch):

@@ -1,5 +1,6 @@
 """Real pipelines end to end under `accelerate launch`, compared with the same pipelines run in one process."""
 
+import json
 import os
 import socket
 import subprocess
@@ -39,6 +40,9 @@ def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
         assert got.shape == expected.shape, name
         assert np.abs(got - expected).max() <= 1e-5, name
         assert np.abs(expected - expected.mean()).max() > 0.05, f"{name}: a constant output would prove nothing"
+    # The ControlNets ran split too: 72 of the 144 image tokens on each rank, in each of the 2 steps.
+    tokens = json.loads((tmp_path / "controlnet_tokens.json").read_text())
+    assert tokens["flux_controlnet"] == tokens["flux_controlnet_union"] == [72, 72]
 
 
 EXAMPLES = [("flux", "flux.png"), ("wan", "wan.gif"), ("sd3", "sd3.png"), ("cogvideox", "cogvideox.gif"),

@@ -35,7 +35,9 @@ def tiny_flux_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **o
     return build_transformer(FluxTransformer2DModel, config, overrides, seed, dtype)
 
 
-def tiny_flux_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxControlNetModel:
+def tiny_flux_controlnet(
+    seed: int = 0, dtype: torch.dtype = torch.float32, num_mode: int | None = None
+) -> FluxControlNetModel:
     """Tiny random `FluxControlNetModel` for `tiny_flux_transformer` (1 double + 1 single block).
 
     Its residual projections and its condition embedder start at zero in diffusers (a fresh ControlNet changes
@@ -44,13 +46,14 @@ def tiny_flux_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> F
     Args:
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype.
+        num_mode (`int`, *optional*): Control modes of a union ControlNet, which prepends a mode token to the text.
     """
 
     def build() -> FluxControlNetModel:
         controlnet = FluxControlNetModel(
             patch_size=1, in_channels=4 * FLUX_LATENT_CHANNELS, num_layers=1, num_single_layers=1,
             attention_head_dim=16, num_attention_heads=4, joint_attention_dim=FLUX_TEXT_DIM,
-            pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+            pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6), num_mode=num_mode,
         )
         zeroed = [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks, controlnet.controlnet_x_embedder]
         with torch.no_grad():
@@ -89,18 +92,22 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
     ))
 
 
-def tiny_flux_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxControlNetPipeline:
+def tiny_flux_controlnet_pipeline(
+    seed: int = 0, dtype: torch.dtype = torch.float32, num_mode: int | None = None
+) -> FluxControlNetPipeline:
     """Tiny `FluxControlNetPipeline`: `tiny_flux_pipeline`'s components plus `tiny_flux_controlnet` (weights from
-    `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1], of the output size).
+    `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1], of the output size), and
+    `control_mode` for a union ControlNet.
 
     Args:
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
+        num_mode (`int`, *optional*): Control modes, for a union ControlNet.
     """
     return quiet(FluxControlNetPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(), vae=_tiny_flux_vae(seed + 1, dtype),
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-        transformer=tiny_flux_transformer(seed, dtype), controlnet=tiny_flux_controlnet(seed + 2, dtype),
+        transformer=tiny_flux_transformer(seed, dtype), controlnet=tiny_flux_controlnet(seed + 2, dtype, num_mode),
     ))
 
 
