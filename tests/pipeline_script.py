@@ -32,6 +32,8 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5)),
     # 12x12 = 144 patches
     "sd3": (tiny.tiny_sd3_pipeline, tiny.tiny_sd3_prompt_embeds, dict(height=48, width=48)),
+    "sd3_controlnet": (tiny.tiny_sd3_controlnet_pipeline, tiny.tiny_sd3_prompt_embeds,
+                       dict(height=48, width=48, control_image=CONTROL_IMAGE, controlnet_conditioning_scale=0.8)),
     # 3x2x4 = 24 patches, with the rotary table the pipeline builds. Guidance 3, not the default 6: at the first
     # v-prediction DDIM step (zero terminal SNR) the denoised latent is the guided prediction itself, so the
     # transformer's float32 differences (~4e-7 a forward) reach the output amplified by the guidance. At 6, one of 6
@@ -41,6 +43,9 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # 12x12 = 144 packed tokens; true CFG: a forward with 10 masked text tokens, then one with 5
     "qwenimage": (tiny.tiny_qwenimage_pipeline, tiny.tiny_qwenimage_prompt_embeds,
                   dict(height=96, width=96, true_cfg_scale=4.0)),
+    "qwenimage_controlnet": (tiny.tiny_qwenimage_controlnet_pipeline, tiny.tiny_qwenimage_prompt_embeds,
+                             dict(height=96, width=96, true_cfg_scale=4.0, controlnet_conditioning_scale=0.8,
+                                  control_image=torch.linspace(0, 1, 3 * 96 * 96).reshape(1, 3, 96, 96))),
     # 3x8x8 = 192 latent pixels
     "ltx": (tiny.tiny_ltx_pipeline, tiny.tiny_ltx_prompt_embeds, dict(height=32, width=32, num_frames=9)),
     # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
@@ -57,6 +62,7 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
     """Two denoising steps; `(1, H, W, 3)` for an image family, `(1, F, H, W, 3)` for a video one, floats in [0, 1]."""
     _, embeds, call = FAMILIES[name]
     generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the SD3 ControlNet pipeline samples the control latents from the global RNG
     return pipe(**embeds(), **call, num_inference_steps=2, output_type="np", return_dict=False, generator=generator)[0]
 
 
@@ -66,9 +72,9 @@ def main(out: Path) -> None:
     results, tokens = {}, {}
     for name in FAMILIES:
         pipe = diffusers_usp.parallelize(build(name))
-        seen = tokens[name] = []  # tokens reaching the first feed-forward layer of the ControlNet, if any
+        seen = tokens[name] = []  # tokens reaching the ControlNet's first residual projection, if any
         if hasattr(pipe, "controlnet"):
-            pipe.controlnet.transformer_blocks[0].ff.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+            pipe.controlnet.controlnet_blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
         results[name] = run(name, pipe)
     if state.is_main_process:
         for name, array in results.items():

@@ -3,10 +3,12 @@
 Qwen-Image-2.1 (`QwenImage21Transformer2DModel`) has no plan: its attention is block-causal (see `tests/zoo/`).
 """
 
+from diffusers.models._modeling_parallel import ContextParallelOutput
+
 from .base import SequencePlan, SplitEach, SplitOrReplicate
 
 
-def _qwenimage() -> SequencePlan:
+def _qwenimage_splits() -> dict:
     from diffusers import QwenImageTransformer2DModel
 
     # diffusers' own plan places the splits right: the packed image and the text at the first block (`img_in` and
@@ -15,22 +17,40 @@ def _qwenimage() -> SequencePlan:
     # text, its RoPE rows and its padding mask are `SplitOrReplicate`, so a prompt length P does not divide keeps
     # the text whole on every rank (a replicated block at the front of the joint attention) instead of failing.
     # A padding mask (batched prompts of different lengths) becomes the processor's `[B, 1, 1, text + image]`
-    # key-padding mask, built from the local mask rows in the order of the local keys. ControlNet residuals, one
-    # image-token tensor per controlled block, are split like the image (the ControlNet runs whole on every rank).
+    # key-padding mask, built from the local mask rows in the order of the local keys.
     native = QwenImageTransformer2DModel._cp_plan
     text = SplitOrReplicate(split_dim=1, expected_dims=3)
+    return {
+        "transformer_blocks.0": {**native["transformer_blocks.0"], "encoder_hidden_states": text},
+        "transformer_blocks.*": {
+            **native["transformer_blocks.*"],
+            "encoder_hidden_states_mask": SplitOrReplicate(split_dim=1, expected_dims=2),
+        },
+        "pos_embed": {**native["pos_embed"], 1: SplitOrReplicate(split_dim=0, expected_dims=2, split_output=True)},
+    }
+
+
+def _qwenimage() -> SequencePlan:
+    # ControlNet residuals, one image-token tensor per controlled block, are split like the image.
     return SequencePlan(
         split={
-            **native,
-            "": {**native.get("", {}), "controlnet_block_samples": SplitEach(split_dim=1, expected_dims=3)},
-            "transformer_blocks.0": {**native["transformer_blocks.0"], "encoder_hidden_states": text},
-            "transformer_blocks.*": {
-                **native["transformer_blocks.*"],
-                "encoder_hidden_states_mask": SplitOrReplicate(split_dim=1, expected_dims=2),
-            },
-            "pos_embed": {**native["pos_embed"], 1: SplitOrReplicate(split_dim=0, expected_dims=2, split_output=True)},
+            "": {"controlnet_block_samples": SplitEach(split_dim=1, expected_dims=3)},
+            **_qwenimage_splits(),
+            "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
         },
     )
 
 
-PLANS = {"QwenImageTransformer2DModel": _qwenimage}
+def _qwenimage_controlnet() -> SequencePlan:
+    # The transformer's splits on the same blocks; its control condition is added to the image before the first
+    # block, where the image is split. Each residual is gathered where it is made (one all-gather each) and handed
+    # to the transformer whole, whose plan splits it again.
+    return SequencePlan(
+        split={
+            **_qwenimage_splits(),
+            "controlnet_blocks.*": ContextParallelOutput(gather_dim=1, expected_dims=3),
+        },
+    )
+
+
+PLANS = {"QwenImageTransformer2DModel": _qwenimage, "QwenImageControlNetModel": _qwenimage_controlnet}

@@ -6,7 +6,7 @@ order the all-to-all assembles the per-rank `[text chunk, image chunk]` pieces i
 sharded with the image when P divides its length, else whole on every rank and a replicated block in attention.
 
 ControlNet residuals (`block_controlnet_hidden_states`, one image-token tensor per controlled block) are split like
-the image; the ControlNet itself runs whole on every rank. Not covered: SD3's IP-Adapter (its processor's second kernel call attends the local
+the image; SD3's ControlNet is parallelized too (below). Not covered: SD3's IP-Adapter (its processor's second kernel call attends the local
 image queries to the image-prompt tokens inside a sharded module, which the core refuses).
 """
 
@@ -45,4 +45,31 @@ AURAFLOW = SequencePlan(
     },
 )
 
-PLANS = {"SD3Transformer2DModel": SD3, "AuraFlowTransformer2DModel": AURAFLOW}
+
+
+def _sd3_controlnet(controlnet) -> SequencePlan | None:
+    """SD3's ControlNet: SD3's splits, plus its control condition, patchified by `pos_embed_input` and added to the
+    image tokens. Its blocks are all joint (none `context_pre_only`) and hold the text at the back, as SD3's `attn`.
+    Each residual is gathered where it is made (`controlnet_blocks.*`, one all-gather each) and handed to the
+    transformer whole, whose plan splits it again. Not covered (`None`, so it runs whole): SD3.5 Large's ControlNets
+    without `pos_embed` or `context_embedder`, whose input the transformer's `pos_embed` makes in the pipeline.
+    """
+    if controlnet.pos_embed is None or controlnet.context_embedder is None:
+        return None
+    return SequencePlan(
+        split={
+            "pos_embed": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
+            "pos_embed_input": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
+            "context_embedder": {0: SplitOrReplicate(split_dim=1, expected_dims=3, split_output=True)},
+            "controlnet_blocks.*": ContextParallelOutput(gather_dim=1, expected_dims=3),
+        },
+        joint_attention=("transformer_blocks.*.attn",),
+        replicated_front=False,
+    )
+
+
+PLANS = {
+    "SD3Transformer2DModel": SD3,
+    "AuraFlowTransformer2DModel": AURAFLOW,
+    "SD3ControlNetModel": _sd3_controlnet,
+}

@@ -1,7 +1,14 @@
 """Tiny Stable Diffusion 3.5 (MMDiT-X layout): transformer, pipeline and prompt embeddings."""
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    SD3ControlNetModel,
+    SD3Transformer2DModel,
+    StableDiffusion3ControlNetPipeline,
+    StableDiffusion3Pipeline,
+)
 
 from ._common import build_transformer, cast, embeds, quiet, seeded
 
@@ -32,6 +39,43 @@ def tiny_sd3_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **ov
     return build_transformer(SD3Transformer2DModel, config, overrides, seed, dtype)
 
 
+def tiny_sd3_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> SD3ControlNetModel:
+    """Tiny random `SD3ControlNetModel` for `tiny_sd3_transformer` (1 joint block, 4 heads of dim 8).
+
+    Its residual projections and its condition embedder start at zero in diffusers; here they are random too, so that
+    its residuals reach the output.
+
+    Args:
+        seed (`int`): Seed for the weight initialisation.
+        dtype (`torch.dtype`): Parameter dtype.
+    """
+
+    def build() -> SD3ControlNetModel:
+        controlnet = SD3ControlNetModel(
+            sample_size=24, patch_size=2, in_channels=SD3_LATENT_CHANNELS, out_channels=SD3_LATENT_CHANNELS,
+            num_layers=1, attention_head_dim=8, num_attention_heads=4, joint_attention_dim=SD3_TEXT_DIM,
+            caption_projection_dim=32, pooled_projection_dim=SD3_POOLED_DIM, pos_embed_max_size=32,
+            qk_norm="rms_norm",
+        )
+        with torch.no_grad():
+            for param in [*controlnet.controlnet_blocks.parameters(), *controlnet.pos_embed_input.parameters()]:
+                torch.nn.init.normal_(param, std=0.05)
+        return controlnet
+
+    return cast(seeded(seed, build), dtype)
+
+
+def _tiny_sd3_vae(seed: int, dtype: torch.dtype) -> AutoencoderKL:
+    """Two-block `AutoencoderKL` (2x downsampling) with SD3's latent shift and scale."""
+    vae = seeded(seed, lambda: AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=SD3_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
+        shift_factor=0.0609, scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
+    ))
+    return cast(vae, dtype)
+
+
 def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> StableDiffusion3Pipeline:
     """Tiny `StableDiffusion3Pipeline` without text encoders; image height/width must be multiples of 4.
 
@@ -42,15 +86,25 @@ def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Stab
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=SD3_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
-    ))
     return quiet(StableDiffusion3Pipeline(
-        transformer=tiny_sd3_transformer(seed, dtype), vae=cast(vae, dtype),
+        transformer=tiny_sd3_transformer(seed, dtype), vae=_tiny_sd3_vae(seed + 1, dtype),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # the released SD3/SD3.5 scheduler config
+        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
+        tokenizer_3=None,
+    ))
+
+
+def tiny_sd3_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> StableDiffusion3ControlNetPipeline:
+    """Tiny `StableDiffusion3ControlNetPipeline`: `tiny_sd3_pipeline`'s components plus `tiny_sd3_controlnet`
+    (weights from `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1]).
+
+    Args:
+        seed (`int`): Seed for the weight initialisation.
+        dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
+    """
+    return quiet(StableDiffusion3ControlNetPipeline(
+        transformer=tiny_sd3_transformer(seed, dtype), vae=_tiny_sd3_vae(seed + 1, dtype),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), controlnet=tiny_sd3_controlnet(seed + 2, dtype),
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
         tokenizer_3=None,
     ))
