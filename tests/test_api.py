@@ -1,6 +1,8 @@
 """Single-process behaviour of the public API: exact no-op at world size 1, clear errors on bad input."""
 
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
+import diffusers_usp
 from diffusers_usp import USPProcessor, parallelize
 from diffusers_usp.tiny import tiny_flux_controlnet_pipeline, tiny_flux_pipeline, tiny_wan_transformer
 
@@ -91,3 +94,12 @@ def test_group_and_timeout_are_exclusive():
 
     with pytest.raises(ValueError, match="`group` or `timeout`"):
         parallelize(tiny_wan_transformer(), group=object(), timeout=timedelta(seconds=1))
+
+
+
+def test_every_public_name_is_in_the_api_reference():
+    """Catches a name exported from `diffusers_usp` that docs/api.md has no section for."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    documented = {name for heading in headings for name in re.findall(r"`(\w+)`", heading)}
+    assert set(diffusers_usp.__all__) - {"__version__"} <= documented
