@@ -16,6 +16,14 @@ from diffusers_usp import tiny
 
 CONTROL_IMAGE = torch.linspace(0, 1, 3 * 48 * 48).reshape(1, 3, 48, 48)
 
+
+def _multi_controlnet(pipe: DiffusionPipeline) -> DiffusionPipeline:
+    """`pipe` rebuilt with its ControlNet and a second one of other weights, as a multi-ControlNet."""
+    nets = [pipe.controlnet, tiny.tiny_flux_controlnet(seed=7)]
+    multi = type(pipe)(**{**pipe.components, "controlnet": nets})
+    multi.set_progress_bar_config(disable=True)
+    return multi
+
 # family: (tiny pipeline, its prompt embeddings, call arguments). Sizes whose image/video token counts split over 2, 3
 # and 4 ranks. Every family but Flux runs CFG, i.e. batch 2 or two forwards per step.
 FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], dict]] = {
@@ -28,6 +36,11 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
                         dict(height=48, width=48, controlnet_conditioning_scale=0.8, control_image=CONTROL_IMAGE)),
     "flux_controlnet_union": (lambda: tiny.tiny_flux_controlnet_pipeline(num_mode=3), tiny.tiny_flux_prompt_embeds,
                               dict(height=48, width=48, control_image=CONTROL_IMAGE, control_mode=2)),
+    # two ControlNets, which the pipeline wraps in a FluxMultiControlNetModel: each net is parallelized
+    "flux_multi_controlnet": (lambda: _multi_controlnet(tiny.tiny_flux_controlnet_pipeline()),
+                              tiny.tiny_flux_prompt_embeds,
+                              dict(height=48, width=48, control_image=[CONTROL_IMAGE, 1 - CONTROL_IMAGE],
+                                   controlnet_conditioning_scale=[0.6, 0.4])),
     # 2x6x6 = 72 patches
     "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5)),
     # 12x12 = 144 patches
@@ -74,7 +87,8 @@ def main(out: Path) -> None:
         pipe = diffusers_usp.parallelize(build(name))
         seen = tokens[name] = []  # tokens reaching the ControlNet's first residual projection, if any
         if hasattr(pipe, "controlnet"):
-            pipe.controlnet.controlnet_blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+            net = getattr(pipe.controlnet, "nets", [pipe.controlnet])[-1]  # of a multi-ControlNet, the last one
+            net.controlnet_blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
         results[name] = run(name, pipe)
     if state.is_main_process:
         for name, array in results.items():

@@ -27,12 +27,13 @@ def _launch(world: int, *argv: str) -> subprocess.CompletedProcess:
 
 def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     """The user's path: `accelerate launch` on CPU, `PartialState`, `parallelize(pipe)`, several denoising steps
-    through the real scheduler and VAE, for every tiny family (Flux, Flux ControlNet plain and union, Wan, SD3, SD3
-    ControlNet, CogVideoX, Qwen-Image and its ControlNet, LTX, HunyuanVideo) in one launch. Catches anything the
-    transformer-level tests miss: the pipeline's own per-step inputs (timesteps, ids, guidance, CogVideoX's rotary
-    table, the text masks of LTX, Qwen-Image and HunyuanVideo), CFG batches, Qwen-Image's two forwards per step with
-    different text lengths (one sharded, one replicated on 2 ranks), ControlNet residuals gathered and split again, a
-    union ControlNet's mode token, a hook that breaks across repeated calls, ranks that diverge."""
+    through the real scheduler and VAE, for every tiny family (Flux, Flux ControlNet plain, union and multi, Wan,
+    SD3, SD3 ControlNet, CogVideoX, Qwen-Image and its ControlNet, LTX, HunyuanVideo) in one launch. Catches
+    anything the transformer-level tests miss: the pipeline's own per-step inputs (timesteps, ids, guidance,
+    CogVideoX's rotary table, the text masks of LTX, Qwen-Image and HunyuanVideo), CFG batches, Qwen-Image's two
+    forwards per step with different text lengths (one sharded, one replicated on 2 ranks), ControlNet residuals
+    gathered and split again, a union ControlNet's mode token, a hook that breaks across repeated calls, ranks that
+    diverge."""
     result = _launch(2, str(ROOT / "tests" / "pipeline_script.py"), str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in pipeline_script.FAMILIES:
