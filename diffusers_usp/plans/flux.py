@@ -22,7 +22,7 @@ FLUX = SequencePlan(
 # Flux 1 also takes ControlNet residuals, one per controlled block, added to the image tokens after the block (the
 # single blocks too: they return the image apart from the text). They arrive whole, from a ControlNet that runs
 # whole or gathers its residuals (below), and each rank keeps its own tokens' rows.
-_FLUX_CONTROLNET = SequencePlan(
+_FLUX_WITH_RESIDUALS = SequencePlan(
     split={
         **FLUX.split,
         "": {
@@ -61,4 +61,4 @@ def _flux_controlnet_model(controlnet) -> SequencePlan | None:
     )
 
 
-PLANS = {"FluxTransformer2DModel": _FLUX_CONTROLNET, "FluxControlNetModel": _flux_controlnet_model}
+PLANS = {"FluxTransformer2DModel": _FLUX_WITH_RESIDUALS, "FluxControlNetModel": _flux_controlnet_model}

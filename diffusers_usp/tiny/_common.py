@@ -1,5 +1,6 @@
 """Helpers shared by the tiny model families: seeded construction, pretrained-style casting, seeded tensors."""
 
+from collections.abc import Iterable
 from typing import Callable, TypeVar
 
 import torch
@@ -31,6 +32,14 @@ def cast(model: T, dtype: torch.dtype) -> T:
 def build_transformer(cls: type[T], config: dict, overrides: dict, seed: int, dtype: torch.dtype) -> T:
     """`cls(**config, **overrides)` with seeded weights, cast to ``dtype``; overrides replace config values."""
     return cast(seeded(seed, lambda: cls(**{**config, **overrides})), dtype)
+
+
+def unzero(params: Iterable[torch.nn.Parameter], std: float = 0.05) -> None:
+    """Redraw parameters that diffusers starts at zero (a ControlNet's residual projections and condition embedder,
+    so that a fresh ControlNet changes nothing), so that what they carry reaches the output in tests."""
+    with torch.no_grad():
+        for param in params:
+            torch.nn.init.normal_(param, std=std)
 
 
 def quiet(pipe: P) -> P:

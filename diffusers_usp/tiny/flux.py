@@ -10,7 +10,7 @@ from diffusers import (
     FluxTransformer2DModel,
 )
 
-from ._common import build_transformer, cast, quiet, randn, seeded
+from ._common import build_transformer, cast, quiet, randn, seeded, unzero
 
 # Inner dim 4 * 16 = 64; rope axes (4, 6, 6) must sum to the head dim (16).
 FLUX_TEXT_DIM = 32  # joint_attention_dim (T5 width in the real model)
@@ -40,8 +40,7 @@ def tiny_flux_controlnet(
 ) -> FluxControlNetModel:
     """Tiny random `FluxControlNetModel` for `tiny_flux_transformer` (1 double + 1 single block).
 
-    Its residual projections and its condition embedder start at zero in diffusers (a fresh ControlNet changes
-    nothing); here they are random too, so that its residuals reach the output.
+    Its residual projections and its condition embedder, zero in diffusers, are random here too.
 
     Args:
         seed (`int`): Seed for the weight initialisation.
@@ -56,23 +55,10 @@ def tiny_flux_controlnet(
             pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6), num_mode=num_mode,
         )
         zeroed = [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks, controlnet.controlnet_x_embedder]
-        with torch.no_grad():
-            for linear in zeroed:
-                torch.nn.init.normal_(linear.weight, std=0.05)
+        unzero(linear.weight for linear in zeroed)
         return controlnet
 
     return cast(seeded(seed, build), dtype)
-
-
-def _tiny_flux_vae(seed: int, dtype: torch.dtype) -> AutoencoderKL:
-    """Two-block `AutoencoderKL` (2x downsampling) with FLUX.1's latent shift and scale."""
-    vae = seeded(seed, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=FLUX_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
-    ))
-    return cast(vae, dtype)
 
 
 def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> FluxPipeline:
@@ -85,8 +71,14 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
+    vae = seeded(seed + 1, lambda: AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=FLUX_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
+        shift_factor=0.0609, scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
+    ))
     return quiet(FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=_tiny_flux_vae(seed + 1, dtype),
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=cast(vae, dtype),
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
         transformer=tiny_flux_transformer(seed, dtype),
     ))
@@ -104,11 +96,8 @@ def tiny_flux_controlnet_pipeline(
         dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
         num_mode (`int`, *optional*): Control modes, for a union ControlNet.
     """
-    return quiet(FluxControlNetPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=_tiny_flux_vae(seed + 1, dtype),
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-        transformer=tiny_flux_transformer(seed, dtype), controlnet=tiny_flux_controlnet(seed + 2, dtype, num_mode),
-    ))
+    controlnet = tiny_flux_controlnet(seed + 2, dtype, num_mode)
+    return quiet(FluxControlNetPipeline(**tiny_flux_pipeline(seed, dtype).components, controlnet=controlnet))
 
 
 def tiny_flux_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:

@@ -10,7 +10,7 @@ from diffusers import (
     QwenImageTransformer2DModel,
 )
 
-from ._common import build_transformer, cast, embeds, padding_mask, quiet, seeded
+from ._common import build_transformer, cast, embeds, padding_mask, quiet, seeded, unzero
 
 # Inner dim 4 * 16 = 64; rope axes (4, 6, 6) must sum to the head dim (16).
 QWENIMAGE_TEXT_DIM = 16  # joint_attention_dim (Qwen2.5-VL width, 3584, in the real model)
@@ -38,8 +38,7 @@ def tiny_qwenimage_transformer(
 def tiny_qwenimage_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> QwenImageControlNetModel:
     """Tiny random `QwenImageControlNetModel` for `tiny_qwenimage_transformer` (1 block, 4 heads of dim 16).
 
-    Its residual projections and its condition embedder start at zero in diffusers; here they are random too, so that
-    its residuals reach the output.
+    Its residual projections and its condition embedder, zero in diffusers, are random here too.
 
     Args:
         seed (`int`): Seed for the weight initialisation.
@@ -52,30 +51,10 @@ def tiny_qwenimage_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32)
             attention_head_dim=16, num_attention_heads=4, joint_attention_dim=QWENIMAGE_TEXT_DIM,
             axes_dims_rope=(4, 6, 6),
         )
-        with torch.no_grad():
-            for param in [*controlnet.controlnet_blocks.parameters(), *controlnet.controlnet_x_embedder.parameters()]:
-                torch.nn.init.normal_(param, std=0.05)
+        unzero([*controlnet.controlnet_blocks.parameters(), *controlnet.controlnet_x_embedder.parameters()])
         return controlnet
 
     return cast(seeded(seed, build), dtype)
-
-
-def _tiny_qwenimage_vae(seed: int, dtype: torch.dtype) -> AutoencoderKLQwenImage:
-    """Tiny `AutoencoderKLQwenImage` (4x spatial downsampling), latents neither shifted nor scaled."""
-    vae = seeded(seed, lambda: AutoencoderKLQwenImage(
-        base_dim=8, z_dim=QWENIMAGE_Z_DIM, dim_mult=[1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True],
-        latents_mean=[0.0] * QWENIMAGE_Z_DIM, latents_std=[1.0] * QWENIMAGE_Z_DIM,  # defaults have 16 entries
-    ))
-    return cast(vae, dtype)
-
-
-def _qwenimage_scheduler() -> FlowMatchEulerDiscreteScheduler:
-    """The released Qwen-Image scheduler config: resolution-dependent exponential shift."""
-    return FlowMatchEulerDiscreteScheduler(
-        base_image_seq_len=256, base_shift=0.5, max_image_seq_len=8192, max_shift=0.9, shift=1.0,
-        shift_terminal=0.02, time_shift_type="exponential", use_dynamic_shifting=True,
-    )
 
 
 def tiny_qwenimage_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> QwenImagePipeline:
@@ -88,13 +67,25 @@ def tiny_qwenimage_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
+    vae = seeded(seed + 1, lambda: AutoencoderKLQwenImage(
+        base_dim=8, z_dim=QWENIMAGE_Z_DIM, dim_mult=[1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * QWENIMAGE_Z_DIM, latents_std=[1.0] * QWENIMAGE_Z_DIM,  # defaults have 16 entries
+    ))
+    # The released Qwen-Image scheduler config: resolution-dependent exponential shift.
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256, base_shift=0.5, max_image_seq_len=8192, max_shift=0.9, shift=1.0,
+        shift_terminal=0.02, time_shift_type="exponential", use_dynamic_shifting=True,
+    )
     return quiet(QwenImagePipeline(
-        scheduler=_qwenimage_scheduler(), vae=_tiny_qwenimage_vae(seed + 1, dtype), text_encoder=None, tokenizer=None,
+        scheduler=scheduler, vae=cast(vae, dtype), text_encoder=None, tokenizer=None,
         transformer=tiny_qwenimage_transformer(seed, dtype),
     ))
 
 
-def tiny_qwenimage_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> QwenImageControlNetPipeline:
+def tiny_qwenimage_controlnet_pipeline(
+    seed: int = 0, dtype: torch.dtype = torch.float32
+) -> QwenImageControlNetPipeline:
     """Tiny `QwenImageControlNetPipeline`: `tiny_qwenimage_pipeline`'s components plus `tiny_qwenimage_controlnet`
     (weights from `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1]).
 
@@ -102,10 +93,9 @@ def tiny_qwenimage_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
     """
-    return quiet(QwenImageControlNetPipeline(
-        scheduler=_qwenimage_scheduler(), vae=_tiny_qwenimage_vae(seed + 1, dtype), text_encoder=None, tokenizer=None,
-        transformer=tiny_qwenimage_transformer(seed, dtype), controlnet=tiny_qwenimage_controlnet(seed + 2, dtype),
-    ))
+    controlnet = tiny_qwenimage_controlnet(seed + 2, dtype)
+    components = tiny_qwenimage_pipeline(seed, dtype).components
+    return quiet(QwenImageControlNetPipeline(**components, controlnet=controlnet))
 
 
 def tiny_qwenimage_prompt_embeds(

@@ -10,7 +10,7 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 
-from ._common import build_transformer, cast, embeds, quiet, seeded
+from ._common import build_transformer, cast, embeds, quiet, seeded, unzero
 
 # Inner dim 4 * 8 = 32 = caption_projection_dim, as in the real model (24 * 64 = 1536).
 SD3_TEXT_DIM = 16  # joint_attention_dim (CLIP-L/G + T5 width, 4096, in the real model)
@@ -42,8 +42,7 @@ def tiny_sd3_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **ov
 def tiny_sd3_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> SD3ControlNetModel:
     """Tiny random `SD3ControlNetModel` for `tiny_sd3_transformer` (1 joint block, 4 heads of dim 8).
 
-    Its residual projections and its condition embedder start at zero in diffusers; here they are random too, so that
-    its residuals reach the output.
+    Its residual projections and its condition embedder, zero in diffusers, are random here too.
 
     Args:
         seed (`int`): Seed for the weight initialisation.
@@ -57,23 +56,10 @@ def tiny_sd3_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> SD
             caption_projection_dim=32, pooled_projection_dim=SD3_POOLED_DIM, pos_embed_max_size=32,
             qk_norm="rms_norm",
         )
-        with torch.no_grad():
-            for param in [*controlnet.controlnet_blocks.parameters(), *controlnet.pos_embed_input.parameters()]:
-                torch.nn.init.normal_(param, std=0.05)
+        unzero([*controlnet.controlnet_blocks.parameters(), *controlnet.pos_embed_input.parameters()])
         return controlnet
 
     return cast(seeded(seed, build), dtype)
-
-
-def _tiny_sd3_vae(seed: int, dtype: torch.dtype) -> AutoencoderKL:
-    """Two-block `AutoencoderKL` (2x downsampling) with SD3's latent shift and scale."""
-    vae = seeded(seed, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=SD3_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
-    ))
-    return cast(vae, dtype)
 
 
 def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> StableDiffusion3Pipeline:
@@ -86,15 +72,23 @@ def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Stab
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
+    vae = seeded(seed + 1, lambda: AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=SD3_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
+        shift_factor=0.0609, scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
+    ))
     return quiet(StableDiffusion3Pipeline(
-        transformer=tiny_sd3_transformer(seed, dtype), vae=_tiny_sd3_vae(seed + 1, dtype),
+        transformer=tiny_sd3_transformer(seed, dtype), vae=cast(vae, dtype),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # the released SD3/SD3.5 scheduler config
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
         tokenizer_3=None,
     ))
 
 
-def tiny_sd3_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> StableDiffusion3ControlNetPipeline:
+def tiny_sd3_controlnet_pipeline(
+    seed: int = 0, dtype: torch.dtype = torch.float32
+) -> StableDiffusion3ControlNetPipeline:
     """Tiny `StableDiffusion3ControlNetPipeline`: `tiny_sd3_pipeline`'s components plus `tiny_sd3_controlnet`
     (weights from `seed + 2`). Pass `control_image` (a PIL image, or a `[B, 3, H, W]` tensor in [0, 1]).
 
@@ -102,12 +96,9 @@ def tiny_sd3_controlnet_pipeline(seed: int = 0, dtype: torch.dtype = torch.float
         seed (`int`): Seed for the weight initialisation.
         dtype (`torch.dtype`): Parameter dtype of the transformer, ControlNet and VAE.
     """
-    return quiet(StableDiffusion3ControlNetPipeline(
-        transformer=tiny_sd3_transformer(seed, dtype), vae=_tiny_sd3_vae(seed + 1, dtype),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), controlnet=tiny_sd3_controlnet(seed + 2, dtype),
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
-        tokenizer_3=None,
-    ))
+    controlnet = tiny_sd3_controlnet(seed + 2, dtype)
+    components = tiny_sd3_pipeline(seed, dtype).components
+    return quiet(StableDiffusion3ControlNetPipeline(**components, controlnet=controlnet))
 
 
 def tiny_sd3_prompt_embeds(batch: int = 1, seq: int = 10, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
