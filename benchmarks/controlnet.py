@@ -24,10 +24,10 @@ if __package__ in (None, ""):  # run as a script: use this checkout's diffusers_
 import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from diffusers import FluxControlNetModel, FluxTransformer2DModel  # noqa: E402
+from run import _over_ranks, time_steps  # noqa: E402
 
 import diffusers_usp  # noqa: E402
 from diffusers_usp import tiny  # noqa: E402
-from run import _over_ranks, time_steps  # noqa: E402
 
 CONTROLNET = dict(num_layers=5, num_single_layers=10, num_mode=10, guidance_embeds=True)  # InstantX Union's layout
 SHAPE = dict(height=64, width=64, text_len=512)  # 1024² px -> 4096 packed image tokens; 512 T5 tokens
@@ -66,10 +66,10 @@ def measure(impl: str, world: int, device: torch.device, dtype: torch.dtype, war
     with torch.no_grad():
         for name, fn in (("controlnet_ms", run_controlnet), ("step_ms", step)):
             time_steps(fn, warmup, device, world)
-            record[name] = round(statistics.median(_over_ranks(time_steps(fn, repeat, device, world), device, world)), 2)
+            record[name] = round(
+                statistics.median(_over_ranks(time_steps(fn, repeat, device, world), device, world)), 2
+            )
     record["controlnet_share"] = round(record["controlnet_ms"] / record["step_ms"], 3)
-    del transformer, controlnet
-    torch.cuda.empty_cache()
     return record
 
 
@@ -78,7 +78,8 @@ def table(data: dict) -> str:
     lines = [f"# Flux ControlNet step ({data['machine']}, {data['torch']})", "",
              "FLUX.1-dev at 1024² with an InstantX-Union-sized ControlNet (5 + 10 blocks), random bf16 weights, eager; "
              "median ms, slowest rank. Speed-up against `stock` at world 1.", "",
-             "| impl | world | ControlNet ms | step ms | ControlNet share | speed-up |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "| impl | world | ControlNet ms | step ms | ControlNet share | speed-up |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for r in data["records"]:
         speed = f"{stock / r['step_ms']:.2f}x" if stock else "-"
         lines.append(f"| {r['impl']} | {r['world']} | {r['controlnet_ms']} | {r['step_ms']} | "

@@ -101,8 +101,19 @@ def markdown(data: dict) -> str:
         ref = base.get((r["model"], r["mode"]))
         ratio = r["step_ms_median"] / ref if ref else None
         speed = _num(ratio, ".3f"), _num(ratio and 1 / ratio, ".2f", "x"), _num(r.get("peak_mem_gb"), ".1f")
-        out.append(_row(r["model"], r["impl"], r["world"], r["mode"], f"{r['step_ms_median']:.2f}", *speed,
-                        _per_attention(r, "self"), _per_attention(r, "cross"), _num(r.get("compile_s"), ".1f")))
+        out.append(
+            _row(
+                r["model"],
+                r["impl"],
+                r["world"],
+                r["mode"],
+                f"{r['step_ms_median']:.2f}",
+                *speed,
+                _per_attention(r, "self"),
+                _per_attention(r, "cross"),
+                _num(r.get("compile_s"), ".1f"),
+            )
+        )
     if data.get("packing"):
         pk, ops = data["packing"], ("pack_qkv", "pack_out", "unpack_heads")
         out += ["", f"## Packing copies ({pk['shape']}: Flux 1024² local tensors)", "",

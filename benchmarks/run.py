@@ -16,9 +16,9 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 if __package__ in (None, ""):  # run as a script: use this checkout's diffusers_usp (installed or not) and report.py
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
@@ -28,12 +28,12 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from diffusers import ContextParallelConfig, FluxTransformer2DModel, WanTransformer3DModel  # noqa: E402
+from packing import measure_packing  # noqa: E402
+from report import MODES, merge_file, short_table  # noqa: E402
 
 import diffusers_usp  # noqa: E402
 from diffusers_usp import tiny  # noqa: E402
 from diffusers_usp.plans import plan_for  # noqa: E402
-from packing import measure_packing  # noqa: E402
-from report import MODES, merge_file, short_table  # noqa: E402
 
 Step = Callable[[], object]
 
@@ -180,7 +180,8 @@ def count_collectives(step: Step, device: torch.device, model: torch.nn.Module |
     for path, kind in (kinds or {}).items() if model is not None else ():
         module, open_ranges = model.get_submodule(path), []
         enter = lambda m, a, r=open_ranges, n=f"bench::{kind}": r.append(  # noqa: E731
-            torch.autograd.profiler.record_function(n).__enter__())
+            torch.autograd.profiler.record_function(n).__enter__()
+        )
         leave = lambda m, a, o, r=open_ranges: r.pop().__exit__(None, None, None)  # noqa: E731
         handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
     try:

@@ -13,7 +13,7 @@ attended as `[B, S, H/P, D]` (all tokens, local heads). Three ways in:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -34,7 +34,9 @@ def _signature(args: tuple, kwargs: dict):
     def describe(x):
         if isinstance(x, torch.Tensor):
             return ("tensor", tuple(x.shape), x.dtype, x.device)
-        if isinstance(x, (list, tuple, dict)) and any(isinstance(v, torch.Tensor) for v in (x.values() if isinstance(x, dict) else x)):
+        if isinstance(x, (list, tuple, dict)) and any(
+            isinstance(v, torch.Tensor) for v in (x.values() if isinstance(x, dict) else x)
+        ):
             raise TypeError("tensors nested in containers")
         return x
 

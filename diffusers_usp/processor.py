@@ -187,7 +187,9 @@ class USPProcessor:
             )  # fmt: skip
             return out.transpose(1, 2)
 
-        out = self._attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), kernel, attn_mask, is_causal)
+        out = self._attend(
+            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), kernel, attn_mask, is_causal
+        )
         return out.transpose(1, 2)
 
     # -- routing ----------------------------------------------------------------------------------------------------
@@ -255,7 +257,7 @@ def _key_mask(mask: torch.Tensor, batch: int, keys: int) -> torch.Tensor:
     return mask.expand(batch, keys)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _with_signature_of(inner_cls: type) -> type[USPProcessor]:
     """A `USPProcessor` subclass whose `__call__` shows `inner_cls.__call__`'s parameters.
 

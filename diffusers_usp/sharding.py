@@ -172,7 +172,9 @@ class SplitHook(ModelHook):
         if isinstance(value, (list, tuple)) and isinstance(spec, (list, tuple)):
             if len(value) != len(spec):
                 raise ValueError(f"`{name}` has {len(value)} elements but its plan entry has {len(spec)}.")
-            split = [self._split(v, s, f"{name}[{i}]") if s is not None else v for i, (v, s) in enumerate(zip(value, spec))]
+            split = [
+                self._split(v, s, f"{name}[{i}]") if s is not None else v for i, (v, s) in enumerate(zip(value, spec))
+            ]
             return type(value)(split)
         return value  # None, or not a sequence tensor (diffusers' plans skip these too)
 

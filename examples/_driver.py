@@ -11,10 +11,10 @@ import argparse
 import gc
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -220,20 +220,30 @@ def parse_args(family: Family, argv: list[str] | None = None) -> argparse.Namesp
     tiny_d, model_d = family.tiny_defaults, family.model_defaults
     parser.add_argument("--model", help="Hub id or local path of a real pipeline (default: the tiny offline one).")
     parser.add_argument("--prompt", default=family.prompt, help="Prompt for --model (the tiny pipeline has none).")
-    parser.add_argument("--negative-prompt", default=family.negative_prompt,
-                        help=f"Negative prompt for --model. Default: {family.negative_prompt!r}.")
+    parser.add_argument(
+        "--negative-prompt",
+        default=family.negative_prompt,
+        help=f"Negative prompt for --model. Default: {family.negative_prompt!r}.",
+    )
     parser.add_argument("--height", type=int, help=f"Default: {tiny_d['height']} tiny, {model_d['height']} --model.")
     parser.add_argument("--width", type=int, help=f"Default: {tiny_d['width']} tiny, {model_d['width']} --model.")
     if video:
-        parser.add_argument("--frames", type=int, help="A multiple of the VAE's temporal compression, plus 1. "
-                            f"Default: {tiny_d['frames']} tiny, {model_d['frames']} --model.")
+        parser.add_argument(
+            "--frames",
+            type=int,
+            help="A multiple of the VAE's temporal compression, plus 1. "
+            f"Default: {tiny_d['frames']} tiny, {model_d['frames']} --model.",
+        )
     parser.add_argument("--steps", type=int, help=f"Default: {tiny_d['steps']} tiny, {model_d['steps']} --model.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the noise, the same on every rank.")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="Default: bf16 on CUDA, fp32 otherwise.")
     kind = " (.gif), or a folder for PNG frames." if video else " (PNG)."
     parser.add_argument("--output", default=family.output, help=f"Output file{kind} Default: {family.output}.")
-    parser.add_argument("--check", action="store_true",
-                        help="Also run single-process on rank 0 and fail if the outputs differ beyond tolerance.")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Also run single-process on rank 0 and fail if the outputs differ beyond tolerance.",
+    )
     parser.add_argument("--tolerance", type=float, help="Override the --check tolerance (default depends on dtype).")
     args = parser.parse_args(argv)
     for key, value in (model_d if args.model else tiny_d).items():
@@ -251,7 +261,9 @@ def build(family: Family, model: str | None, dtype: torch.dtype, device: torch.d
 def call_kwargs(family: Family, args: argparse.Namespace, dtype: torch.dtype, device: torch.device) -> dict:
     """Keyword arguments of the pipeline call, apart from the generator."""
     kwargs = {
-        "height": args.height, "width": args.width, "num_inference_steps": args.steps,
+        "height": args.height,
+        "width": args.width,
+        "num_inference_steps": args.steps,
         **family.guidance,
         "output_type": "np",  # float arrays in [0, 1], directly comparable for --check
         "return_dict": False,
@@ -350,8 +362,10 @@ def main(family_name: str, argv: list[str] | None = None) -> None:
         diff = float(np.abs(output.astype(np.float64) - expected).max())
         tolerance = args.tolerance if args.tolerance is not None else TOLERANCES[dtype]
         failed = not diff <= tolerance  # NaN fails too
-        print(f"check: max |parallel - single process| = {diff:.3g}, tolerance {tolerance:g}: "
-              f"{'FAILED' if failed else 'ok'}")
+        print(
+            f"check: max |parallel - single process| = {diff:.3g}, tolerance {tolerance:g}: "
+            f"{'FAILED' if failed else 'ok'}"
+        )
     state.wait_for_everyone()  # the other ranks wait here for the reference run (see CHECK_TIMEOUT)
     state.destroy_process_group()
     if failed:

@@ -17,7 +17,12 @@ from diffusers_usp import USPProcessor, parallelize
 from diffusers_usp.attention import ulysses_attention
 from diffusers_usp.comm import exchange_qkv, head_split, pack_qkv, unpack_qkv
 from diffusers_usp.state import ulysses_group
-from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer, tiny_wan_transformer, wan_transformer_inputs
+from diffusers_usp.tiny import (
+    flux_transformer_inputs,
+    tiny_flux_transformer,
+    tiny_wan_transformer,
+    wan_transformer_inputs,
+)
 
 
 def build(model: str, shape: dict, seed: int = 0, **config):
@@ -157,7 +162,9 @@ def attention_core(
                             key_mask=local(masks[0], masks[1 + r]) if mask else None)  # fmt: skip
 
     full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
-    full += [torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))]
+    full += [
+        torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))
+    ]
     full_mask = None
     if mask:
         valid = torch.ones(B, kv_prefix, dtype=torch.bool) if mask == "bool" else torch.zeros(B, kv_prefix)
@@ -242,6 +249,8 @@ def compiled_first(model: str, shape: dict) -> float:
     transformer, inputs = build(model, shape)
     reference_model, _ = build(model, shape)
     with torch.no_grad():
-        out = torch.compile(parallelize(transformer), fullgraph=True, backend="aot_eager")(**inputs, return_dict=False)[0]
+        out = torch.compile(parallelize(transformer), fullgraph=True, backend="aot_eager")(**inputs, return_dict=False)[
+            0
+        ]
         want = reference_model(**inputs, return_dict=False)[0]
     return (out - want).abs().max().item()

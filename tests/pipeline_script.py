@@ -3,8 +3,8 @@ rank 0 as .npy files in the folder given as argv[1] for the test to compare with
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ def _multi_controlnet(pipe: DiffusionPipeline) -> DiffusionPipeline:
     multi = type(pipe)(**{**pipe.components, "controlnet": nets})
     multi.set_progress_bar_config(disable=True)
     return multi
+
 
 # family: (tiny pipeline, its prompt embeddings, call arguments). Sizes whose image/video token counts split over 2, 3
 # and 4 ranks. Every family but Flux runs CFG, i.e. batch 2 or two forwards per step.
@@ -88,7 +89,7 @@ def main(out: Path) -> None:
         seen = tokens[name] = []  # tokens reaching the ControlNet's first residual projection, if any
         if hasattr(pipe, "controlnet"):
             net = getattr(pipe.controlnet, "nets", [pipe.controlnet])[-1]  # of a multi-ControlNet, the last one
-            net.controlnet_blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))
+            net.controlnet_blocks[0].register_forward_pre_hook(lambda m, a, seen=seen: seen.append(a[0].shape[1]))
         results[name] = run(name, pipe)
     if state.is_main_process:
         for name, array in results.items():

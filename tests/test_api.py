@@ -68,7 +68,9 @@ def test_processor_that_calls_no_kernel_is_refused():
 
     class LinearAttention:
         def __call__(self, attn, hidden_states, *args, **kwargs):
-            q, k, v = (F.relu(x) for x in (attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)))
+            q, k, v = (
+                F.relu(x) for x in (attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states))
+            )
             return attn.to_out[0](q @ (k.transpose(1, 2) @ v))
 
     with pytest.raises(TypeError, match="cannot reach its attention kernel"):
@@ -94,7 +96,6 @@ def test_group_and_timeout_are_exclusive():
 
     with pytest.raises(ValueError, match="`group` or `timeout`"):
         parallelize(tiny_wan_transformer(), group=object(), timeout=timedelta(seconds=1))
-
 
 
 def test_every_public_name_is_in_the_api_reference():

@@ -21,8 +21,11 @@ RUN = [str(ROOT / "benchmarks" / "run.py"), "--models", "tiny-flux", "tiny-wan",
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}  # as torchrun sets it: tiny models on a busy CI machine stall on spinning threads
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }  # as torchrun sets it: tiny models on a busy CI machine stall on spinning threads
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

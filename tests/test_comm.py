@@ -2,10 +2,10 @@
 
 import random
 
+import cases
 import pytest
 import torch
 
-import cases
 from diffusers_usp.comm import chunk_sizes, copy_, head_split
 
 

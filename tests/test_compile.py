@@ -1,8 +1,7 @@
 """`torch.compile(fullgraph=True)` of a parallelized transformer traces USP without a graph break and matches eager."""
 
-import pytest
-
 import cases
+import pytest
 
 
 @pytest.mark.parametrize("model, shape", [

@@ -5,10 +5,9 @@
 
 from pathlib import Path
 
+import cases
 import pytest
 import torch
-
-import cases
 import zoo
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
@@ -20,6 +19,23 @@ def test_every_case_names_an_exported_class():
     exported = set(zoo.discover())
     assert set(zoo.CASES) <= exported and set(zoo.UNSUPPORTED) <= exported
     assert not set(zoo.CASES) & set(zoo.UNSUPPORTED)
+
+
+def test_each_class_has_one_plan_module():
+    """Catches two family modules registering the same class: `plans/__init__.py` merges them into one dict, so the
+    one imported last would silently win."""
+    import importlib
+    import pkgutil
+
+    import diffusers_usp.plans as plans
+
+    owners: dict[str, list[str]] = {}
+    for info in pkgutil.iter_modules(plans.__path__):
+        if info.name != "base":
+            for name in importlib.import_module(f"{plans.__name__}.{info.name}").PLANS:
+                owners.setdefault(name, []).append(info.name)
+    assert {name: mods for name, mods in owners.items() if len(mods) > 1} == {}
+    assert set(owners) == set(plans.PLANS)
 
 
 @pytest.mark.parametrize("name, world", PARAMS, ids=[f"{n}-{w}" for n, w in PARAMS])
@@ -47,7 +63,9 @@ def _table() -> str:
             err = max(RESULTS[(name, w)][0] for w in worlds)
             counts = RESULTS[(name, worlds[0])][1]  # at the smallest world size; the same at every size
             a2a = counts.get("gloo:all_to_all", 0)
-            other = ", ".join(f"{k.removeprefix('gloo:')} {v}" for k, v in sorted(counts.items()) if "all_to_all" not in k)
+            other = ", ".join(
+                f"{k.removeprefix('gloo:')} {v}" for k, v in sorted(counts.items()) if "all_to_all" not in k
+            )
             rows.append(f"| `{name}` | proven | {', '.join(map(str, worlds))} | {err:.1e} | {a2a} | {other or '0'} |")
         else:
             reason = zoo.UNSUPPORTED.get(name, zoo.NO_PLAN_YET)
@@ -59,7 +77,8 @@ def _table() -> str:
         "`diffusers_usp.parallelize` on CPU with gloo equals its single-process output in float32 (max abs error "
         "≤ 1e-5) at each listed world size. Collectives are counted from profiler events on a steady-state forward "
         "(the first forward adds one all-reduce, the input check).\n\n"
-        f"**{proven} of {len(names)} transformer classes proven** (diffusers {__import__('diffusers').__version__}).\n\n"
+        f"**{proven} of {len(names)} transformer classes proven** "
+        f"(diffusers {__import__('diffusers').__version__}).\n\n"
     )
     return head + "\n".join(rows) + "\n"
 

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import pipeline_script
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,8 +18,15 @@ def _launch(world: int, *argv: str) -> subprocess.CompletedProcess:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={world}",
-           "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={port}", *argv]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={world}"]
+    cmd = [
+        *launch,
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        f"--main_process_port={port}",
+        *argv,
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -48,8 +54,15 @@ def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     assert tokens == {name: [72, 72] if "controlnet" in name else [] for name in pipeline_script.FAMILIES}
 
 
-EXAMPLES = [("flux", "flux.png"), ("wan", "wan.gif"), ("sd3", "sd3.png"), ("cogvideox", "cogvideox.gif"),
-            ("qwenimage", "qwenimage.png"), ("ltx", "ltx.gif"), ("hunyuan_video", "hunyuan_video.gif")]
+EXAMPLES = [
+    ("flux", "flux.png"),
+    ("wan", "wan.gif"),
+    ("sd3", "sd3.png"),
+    ("cogvideox", "cogvideox.gif"),
+    ("qwenimage", "qwenimage.png"),
+    ("ltx", "ltx.gif"),
+    ("hunyuan_video", "hunyuan_video.gif"),
+]
 
 
 @pytest.mark.parametrize("example, output", EXAMPLES)

@@ -1,4 +1,5 @@
-"""DiT-style plans (DiT, PixArt, HunyuanDiT, and the `Transformer2DModel`/DreamLite blocks of U-Nets): blocks on
+"""DiT-style plans (DiT, PixArt, HunyuanDiT, and the `Transformer2DModel`/DreamLite/`TransformerTemporalModel`
+blocks of U-Nets): blocks on
 image tokens, with text, if any, only through cross-attention (`attn2`).
 
 The timestep and class modulation is per sample, not per token, so the image tokens (and HunyuanDiT's RoPE rows)
@@ -54,10 +55,22 @@ HUNYUAN_DIT = SequencePlan(
     local_attention=("blocks.*.attn2",),
 )
 
+# TransformerTemporalModel (UNet video models): attention runs over the frames of each pixel, `[B*H*W, F, C]`, and
+# every row is independent, so splitting the rows after the input GroupNorm (which needs every pixel) makes every
+# attention local: no all-to-all, only the final gather.
+TRANSFORMER_TEMPORAL = SequencePlan(
+    split={
+        "proj_in": {"input": ContextParallelInput(split_dim=0, expected_dims=3)},
+        "proj_out": ContextParallelOutput(gather_dim=0, expected_dims=3),
+    },
+    local_attention=("*",),
+)
+
 PLANS = {
     "DiTTransformer2DModel": DIT,
     "PixArtTransformer2DModel": PIXART,
     "Transformer2DModel": UNET_TRANSFORMER,
     "DreamLiteTransformer2DModel": UNET_TRANSFORMER,
     "HunyuanDiT2DModel": HUNYUAN_DIT,
+    "TransformerTemporalModel": TRANSFORMER_TEMPORAL,
 }

@@ -6,7 +6,7 @@ from .base import Replicated, SequencePlan, SplitEach, SplitOrReplicate
 
 # Text is sharded with the image when P divides its length: then its MLPs and projections divide by P too.
 # Otherwise it stays whole on every rank and attention treats it as a replicated block. Flux's relatives reuse this
-# plan (`mmdit_a.py`).
+# plan (`flux_family.py`).
 FLUX = SequencePlan(
     split={
         "": {
@@ -32,7 +32,6 @@ _FLUX_WITH_RESIDUALS = SequencePlan(
         },
     },
 )
-
 
 
 def _flux_controlnet_model(controlnet) -> SequencePlan | None:

@@ -36,7 +36,6 @@ HUNYUAN_VIDEO_FRAMEPACK = SequencePlan(
 )
 
 
-
 def _hunyuan_video(transformer) -> SequencePlan | None:
     # Image-to-video with token replacement modulates the first frame's tokens apart, by a token count over the whole
     # sequence (`first_frame_num_tokens`): no contiguous split keeps that right.

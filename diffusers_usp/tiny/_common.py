@@ -1,7 +1,7 @@
 """Helpers shared by the tiny model families: seeded construction, pretrained-style casting, seeded tensors."""
 
-from collections.abc import Iterable
-from typing import Callable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import torch
 from diffusers import DiffusionPipeline

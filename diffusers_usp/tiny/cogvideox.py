@@ -23,9 +23,18 @@ def tiny_cogvideox_transformer(
         overrides: Config values to change (e.g. `num_attention_heads=6`).
     """
     config = dict(
-        num_attention_heads=4, attention_head_dim=16, in_channels=COGVIDEOX_LATENT_CHANNELS,
-        out_channels=COGVIDEOX_LATENT_CHANNELS, time_embed_dim=16, text_embed_dim=COGVIDEOX_TEXT_DIM, num_layers=2,
-        sample_height=4, sample_width=8, sample_frames=9, patch_size=2, max_text_seq_length=10,
+        num_attention_heads=4,
+        attention_head_dim=16,
+        in_channels=COGVIDEOX_LATENT_CHANNELS,
+        out_channels=COGVIDEOX_LATENT_CHANNELS,
+        time_embed_dim=16,
+        text_embed_dim=COGVIDEOX_TEXT_DIM,
+        num_layers=2,
+        sample_height=4,
+        sample_width=8,
+        sample_frames=9,
+        patch_size=2,
+        max_text_seq_length=10,
         use_rotary_positional_embeddings=True,
     )
     return build_transformer(CogVideoXTransformer3DModel, config, overrides, seed, dtype)
@@ -41,20 +50,34 @@ def tiny_cogvideox_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 8, 8), latent_channels=COGVIDEOX_LATENT_CHANNELS, layers_per_block=1,
-        norm_num_groups=2, temporal_compression_ratio=4,
-        scaling_factor=0.7,  # the CogVideoX-5b VAE value (2b: 1.15258426)
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLCogVideoX(
+            block_out_channels=(8, 8, 8, 8),
+            latent_channels=COGVIDEOX_LATENT_CHANNELS,
+            layers_per_block=1,
+            norm_num_groups=2,
+            temporal_compression_ratio=4,
+            scaling_factor=0.7,  # the CogVideoX-5b VAE value (2b: 1.15258426)
+        ),
+    )
     # The released CogVideoX-5b scheduler settings: v-prediction, zero terminal SNR, trailing timesteps.
     scheduler = CogVideoXDDIMScheduler(
-        prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
-        clip_sample=False, snr_shift_scale=1.0,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        clip_sample=False,
+        snr_shift_scale=1.0,
     )
-    return quiet(CogVideoXPipeline(
-        tokenizer=None, text_encoder=None, vae=cast(vae, dtype), transformer=tiny_cogvideox_transformer(seed, dtype),
-        scheduler=scheduler,
-    ))
+    return quiet(
+        CogVideoXPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            vae=cast(vae, dtype),
+            transformer=tiny_cogvideox_transformer(seed, dtype),
+            scheduler=scheduler,
+        )
+    )
 
 
 def tiny_cogvideox_prompt_embeds(

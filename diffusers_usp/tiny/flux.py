@@ -28,9 +28,16 @@ def tiny_flux_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **o
             `attention_head_dim`.
     """
     config = dict(
-        patch_size=1, in_channels=4 * FLUX_LATENT_CHANNELS, num_layers=2, num_single_layers=2,
-        attention_head_dim=16, num_attention_heads=4, joint_attention_dim=FLUX_TEXT_DIM,
-        pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6),
+        patch_size=1,
+        in_channels=4 * FLUX_LATENT_CHANNELS,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=4,
+        joint_attention_dim=FLUX_TEXT_DIM,
+        pooled_projection_dim=FLUX_POOLED_DIM,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
     )
     return build_transformer(FluxTransformer2DModel, config, overrides, seed, dtype)
 
@@ -50,9 +57,17 @@ def tiny_flux_controlnet(
 
     def build() -> FluxControlNetModel:
         controlnet = FluxControlNetModel(
-            patch_size=1, in_channels=4 * FLUX_LATENT_CHANNELS, num_layers=1, num_single_layers=1,
-            attention_head_dim=16, num_attention_heads=4, joint_attention_dim=FLUX_TEXT_DIM,
-            pooled_projection_dim=FLUX_POOLED_DIM, guidance_embeds=True, axes_dims_rope=(4, 6, 6), num_mode=num_mode,
+            patch_size=1,
+            in_channels=4 * FLUX_LATENT_CHANNELS,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            joint_attention_dim=FLUX_TEXT_DIM,
+            pooled_projection_dim=FLUX_POOLED_DIM,
+            guidance_embeds=True,
+            axes_dims_rope=(4, 6, 6),
+            num_mode=num_mode,
         )
         zeroed = [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks, controlnet.controlnet_x_embedder]
         unzero(linear.weight for linear in zeroed)
@@ -71,17 +86,33 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=FLUX_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
-    ))
-    return quiet(FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(), vae=cast(vae, dtype),
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-        transformer=tiny_flux_transformer(seed, dtype),
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            latent_channels=FLUX_LATENT_CHANNELS,
+            norm_num_groups=4,
+            sample_size=64,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
+        ),
+    )
+    return quiet(
+        FluxPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=cast(vae, dtype),
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            transformer=tiny_flux_transformer(seed, dtype),
+        )
+    )
 
 
 def tiny_flux_controlnet_pipeline(
@@ -118,7 +149,12 @@ def tiny_flux_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype: 
 
 
 def flux_transformer_inputs(
-    transformer: FluxTransformer2DModel, batch: int = 1, height: int = 8, width: int = 8, text_len: int = 8, seed: int = 0
+    transformer: FluxTransformer2DModel,
+    batch: int = 1,
+    height: int = 8,
+    width: int = 8,
+    text_len: int = 8,
+    seed: int = 0,
 ) -> dict:
     """Keyword arguments for `transformer(**kwargs, return_dict=False)`, on the transformer's device and dtype.
 

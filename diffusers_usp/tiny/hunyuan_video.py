@@ -26,9 +26,18 @@ def tiny_hunyuan_video_transformer(
         overrides: Config values to change; `rope_axes_dim` must sum to `attention_head_dim`.
     """
     config = dict(
-        in_channels=HUNYUAN_VIDEO_LATENT_CHANNELS, out_channels=HUNYUAN_VIDEO_LATENT_CHANNELS, num_attention_heads=2,
-        attention_head_dim=16, num_layers=1, num_single_layers=2, num_refiner_layers=1, mlp_ratio=2.0, patch_size=2,
-        patch_size_t=1, text_embed_dim=HUNYUAN_VIDEO_TEXT_DIM, pooled_projection_dim=HUNYUAN_VIDEO_POOLED_DIM,
+        in_channels=HUNYUAN_VIDEO_LATENT_CHANNELS,
+        out_channels=HUNYUAN_VIDEO_LATENT_CHANNELS,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=1,
+        num_single_layers=2,
+        num_refiner_layers=1,
+        mlp_ratio=2.0,
+        patch_size=2,
+        patch_size_t=1,
+        text_embed_dim=HUNYUAN_VIDEO_TEXT_DIM,
+        pooled_projection_dim=HUNYUAN_VIDEO_POOLED_DIM,
         rope_axes_dim=(4, 6, 6),
     )
     return build_transformer(HunyuanVideoTransformer3DModel, config, overrides, seed, dtype)
@@ -44,16 +53,32 @@ def tiny_hunyuan_video_pipeline(seed: int = 0, dtype: torch.dtype = torch.float3
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=HUNYUAN_VIDEO_LATENT_CHANNELS,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4, up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4, spatial_compression_ratio=8,
-        temporal_compression_ratio=4,
-    ))
-    return quiet(HunyuanVideoPipeline(
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, vae=cast(vae, dtype),
-        transformer=tiny_hunyuan_video_transformer(seed, dtype), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLHunyuanVideo(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=HUNYUAN_VIDEO_LATENT_CHANNELS,
+            down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+            up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=1,
+            norm_num_groups=4,
+            spatial_compression_ratio=8,
+            temporal_compression_ratio=4,
+        ),
+    )
+    return quiet(
+        HunyuanVideoPipeline(
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            vae=cast(vae, dtype),
+            transformer=tiny_hunyuan_video_transformer(seed, dtype),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        )
+    )
 
 
 def tiny_hunyuan_video_prompt_embeds(

@@ -18,8 +18,13 @@ def tiny_ltx_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **ov
         overrides: Config values to change (e.g. `num_attention_heads=6`).
     """
     config = dict(
-        in_channels=LTX_LATENT_CHANNELS, out_channels=LTX_LATENT_CHANNELS, num_attention_heads=4, attention_head_dim=8,
-        cross_attention_dim=32, num_layers=2, caption_channels=LTX_TEXT_DIM,
+        in_channels=LTX_LATENT_CHANNELS,
+        out_channels=LTX_LATENT_CHANNELS,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=2,
+        caption_channels=LTX_TEXT_DIM,
     )
     return build_transformer(LTXVideoTransformer3DModel, config, overrides, seed, dtype)
 
@@ -34,22 +39,42 @@ def tiny_ltx_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> LTXP
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKLLTXVideo(
-        latent_channels=LTX_LATENT_CHANNELS, block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
-        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
-        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, patch_size=1, patch_size_t=1,
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLLTXVideo(
+            latent_channels=LTX_LATENT_CHANNELS,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, False, False),
+            decoder_spatio_temporal_scaling=(True, True, False, False),
+            decoder_inject_noise=(False,) * 5,
+            upsample_residual=(False,) * 4,
+            upsample_factor=(1,) * 4,
+            patch_size=1,
+            patch_size_t=1,
+        ),
+    )
     # The released LTX-Video scheduler config: resolution-dependent shift, terminal sigma 0.1.
     scheduler = FlowMatchEulerDiscreteScheduler(
-        base_image_seq_len=1024, base_shift=0.95, max_image_seq_len=4096, max_shift=2.05, shift=1.0,
-        shift_terminal=0.1, use_dynamic_shifting=True,
+        base_image_seq_len=1024,
+        base_shift=0.95,
+        max_image_seq_len=4096,
+        max_shift=2.05,
+        shift=1.0,
+        shift_terminal=0.1,
+        use_dynamic_shifting=True,
     )
-    return quiet(LTXPipeline(
-        scheduler=scheduler, vae=cast(vae, dtype), text_encoder=None, tokenizer=None,
-        transformer=tiny_ltx_transformer(seed, dtype),
-    ))
+    return quiet(
+        LTXPipeline(
+            scheduler=scheduler,
+            vae=cast(vae, dtype),
+            text_encoder=None,
+            tokenizer=None,
+            transformer=tiny_ltx_transformer(seed, dtype),
+        )
+    )
 
 
 def tiny_ltx_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:

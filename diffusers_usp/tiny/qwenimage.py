@@ -29,8 +29,14 @@ def tiny_qwenimage_transformer(
             to `attention_head_dim`.
     """
     config = dict(
-        patch_size=2, in_channels=4 * QWENIMAGE_Z_DIM, out_channels=QWENIMAGE_Z_DIM, num_layers=2,
-        attention_head_dim=16, num_attention_heads=4, joint_attention_dim=QWENIMAGE_TEXT_DIM, axes_dims_rope=(4, 6, 6),
+        patch_size=2,
+        in_channels=4 * QWENIMAGE_Z_DIM,
+        out_channels=QWENIMAGE_Z_DIM,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=4,
+        joint_attention_dim=QWENIMAGE_TEXT_DIM,
+        axes_dims_rope=(4, 6, 6),
     )
     return build_transformer(QwenImageTransformer2DModel, config, overrides, seed, dtype)
 
@@ -47,8 +53,13 @@ def tiny_qwenimage_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32)
 
     def build() -> QwenImageControlNetModel:
         controlnet = QwenImageControlNetModel(
-            patch_size=2, in_channels=4 * QWENIMAGE_Z_DIM, out_channels=QWENIMAGE_Z_DIM, num_layers=1,
-            attention_head_dim=16, num_attention_heads=4, joint_attention_dim=QWENIMAGE_TEXT_DIM,
+            patch_size=2,
+            in_channels=4 * QWENIMAGE_Z_DIM,
+            out_channels=QWENIMAGE_Z_DIM,
+            num_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            joint_attention_dim=QWENIMAGE_TEXT_DIM,
             axes_dims_rope=(4, 6, 6),
         )
         unzero([*controlnet.controlnet_blocks.parameters(), *controlnet.controlnet_x_embedder.parameters()])
@@ -67,20 +78,38 @@ def tiny_qwenimage_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKLQwenImage(
-        base_dim=8, z_dim=QWENIMAGE_Z_DIM, dim_mult=[1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True],
-        latents_mean=[0.0] * QWENIMAGE_Z_DIM, latents_std=[1.0] * QWENIMAGE_Z_DIM,  # defaults have 16 entries
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLQwenImage(
+            base_dim=8,
+            z_dim=QWENIMAGE_Z_DIM,
+            dim_mult=[1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True],
+            latents_mean=[0.0] * QWENIMAGE_Z_DIM,
+            latents_std=[1.0] * QWENIMAGE_Z_DIM,  # defaults have 16 entries
+        ),
+    )
     # The released Qwen-Image scheduler config: resolution-dependent exponential shift.
     scheduler = FlowMatchEulerDiscreteScheduler(
-        base_image_seq_len=256, base_shift=0.5, max_image_seq_len=8192, max_shift=0.9, shift=1.0,
-        shift_terminal=0.02, time_shift_type="exponential", use_dynamic_shifting=True,
+        base_image_seq_len=256,
+        base_shift=0.5,
+        max_image_seq_len=8192,
+        max_shift=0.9,
+        shift=1.0,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
+        use_dynamic_shifting=True,
     )
-    return quiet(QwenImagePipeline(
-        scheduler=scheduler, vae=cast(vae, dtype), text_encoder=None, tokenizer=None,
-        transformer=tiny_qwenimage_transformer(seed, dtype),
-    ))
+    return quiet(
+        QwenImagePipeline(
+            scheduler=scheduler,
+            vae=cast(vae, dtype),
+            text_encoder=None,
+            tokenizer=None,
+            transformer=tiny_qwenimage_transformer(seed, dtype),
+        )
+    )
 
 
 def tiny_qwenimage_controlnet_pipeline(

@@ -31,10 +31,19 @@ def tiny_sd3_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **ov
         overrides: Config values to change (e.g. `num_attention_heads=6`).
     """
     config = dict(
-        sample_size=24, patch_size=2, in_channels=SD3_LATENT_CHANNELS, out_channels=SD3_LATENT_CHANNELS,
-        num_layers=2, attention_head_dim=8, num_attention_heads=4, joint_attention_dim=SD3_TEXT_DIM,
-        caption_projection_dim=32, pooled_projection_dim=SD3_POOLED_DIM, pos_embed_max_size=32,
-        dual_attention_layers=(0,), qk_norm="rms_norm",
+        sample_size=24,
+        patch_size=2,
+        in_channels=SD3_LATENT_CHANNELS,
+        out_channels=SD3_LATENT_CHANNELS,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=SD3_TEXT_DIM,
+        caption_projection_dim=32,
+        pooled_projection_dim=SD3_POOLED_DIM,
+        pos_embed_max_size=32,
+        dual_attention_layers=(0,),
+        qk_norm="rms_norm",
     )
     return build_transformer(SD3Transformer2DModel, config, overrides, seed, dtype)
 
@@ -51,9 +60,17 @@ def tiny_sd3_controlnet(seed: int = 0, dtype: torch.dtype = torch.float32) -> SD
 
     def build() -> SD3ControlNetModel:
         controlnet = SD3ControlNetModel(
-            sample_size=24, patch_size=2, in_channels=SD3_LATENT_CHANNELS, out_channels=SD3_LATENT_CHANNELS,
-            num_layers=1, attention_head_dim=8, num_attention_heads=4, joint_attention_dim=SD3_TEXT_DIM,
-            caption_projection_dim=32, pooled_projection_dim=SD3_POOLED_DIM, pos_embed_max_size=32,
+            sample_size=24,
+            patch_size=2,
+            in_channels=SD3_LATENT_CHANNELS,
+            out_channels=SD3_LATENT_CHANNELS,
+            num_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            joint_attention_dim=SD3_TEXT_DIM,
+            caption_projection_dim=32,
+            pooled_projection_dim=SD3_POOLED_DIM,
+            pos_embed_max_size=32,
             qk_norm="rms_norm",
         )
         unzero([*controlnet.controlnet_blocks.parameters(), *controlnet.pos_embed_input.parameters()])
@@ -72,18 +89,35 @@ def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Stab
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=SD3_LATENT_CHANNELS, norm_num_groups=4, sample_size=64,
-        shift_factor=0.0609, scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
-    ))
-    return quiet(StableDiffusion3Pipeline(
-        transformer=tiny_sd3_transformer(seed, dtype), vae=cast(vae, dtype),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # the released SD3/SD3.5 scheduler config
-        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None,
-        tokenizer_3=None,
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            latent_channels=SD3_LATENT_CHANNELS,
+            norm_num_groups=4,
+            sample_size=64,
+            shift_factor=0.0609,
+            scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live
+        ),
+    )
+    return quiet(
+        StableDiffusion3Pipeline(
+            transformer=tiny_sd3_transformer(seed, dtype),
+            vae=cast(vae, dtype),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # the released SD3/SD3.5 scheduler config
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            text_encoder_3=None,
+            tokenizer_3=None,
+        )
+    )
 
 
 def tiny_sd3_controlnet_pipeline(

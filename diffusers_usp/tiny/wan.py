@@ -19,8 +19,15 @@ def tiny_wan_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **ov
         overrides: Config values to change (e.g. `num_attention_heads=6`).
     """
     config = dict(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=16, in_channels=WAN_Z_DIM,
-        out_channels=WAN_Z_DIM, text_dim=WAN_TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=2,
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=16,
+        in_channels=WAN_Z_DIM,
+        out_channels=WAN_Z_DIM,
+        text_dim=WAN_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=2,
     )
     return build_transformer(WanTransformer3DModel, config, overrides, seed, dtype)
 
@@ -35,16 +42,29 @@ def tiny_wan_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> WanP
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(seed + 1, lambda: AutoencoderKLWan(
-        base_dim=3, z_dim=WAN_Z_DIM, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * WAN_Z_DIM, latents_std=[1.0] * WAN_Z_DIM,  # defaults have 16 entries (z_dim=16)
-    ))
+    vae = seeded(
+        seed + 1,
+        lambda: AutoencoderKLWan(
+            base_dim=3,
+            z_dim=WAN_Z_DIM,
+            dim_mult=[1, 1, 1, 1],
+            num_res_blocks=1,
+            temperal_downsample=[False, True, True],
+            latents_mean=[0.0] * WAN_Z_DIM,
+            latents_std=[1.0] * WAN_Z_DIM,  # defaults have 16 entries (z_dim=16)
+        ),
+    )
     # Same scheduler settings as the released Wan2.1 T2V checkpoints.
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    return quiet(WanPipeline(
-        tokenizer=None, text_encoder=None, vae=cast(vae, dtype), scheduler=scheduler,
-        transformer=tiny_wan_transformer(seed, dtype),
-    ))
+    return quiet(
+        WanPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            vae=cast(vae, dtype),
+            scheduler=scheduler,
+            transformer=tiny_wan_transformer(seed, dtype),
+        )
+    )
 
 
 def tiny_wan_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
@@ -67,8 +87,13 @@ def tiny_wan_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype: t
 
 
 def wan_transformer_inputs(
-    transformer: WanTransformer3DModel, batch: int = 1, frames: int = 2, height: int = 8, width: int = 8,
-    text_len: int = 8, seed: int = 0,
+    transformer: WanTransformer3DModel,
+    batch: int = 1,
+    frames: int = 2,
+    height: int = 8,
+    width: int = 8,
+    text_len: int = 8,
+    seed: int = 0,
 ) -> dict:
     """Keyword arguments for `transformer(**kwargs, return_dict=False)`, on the transformer's device and dtype.
 

@@ -49,20 +49,48 @@ def _minimax_music3_inputs(model, g, length=23):
 CASES = {
     # GQA cross-attention (4 query heads, 2 KV heads) to the whole text.
     "StableAudioDiTModel": Case(
-        config=dict(sample_size=23, in_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=4,
-                    num_key_value_attention_heads=2, out_channels=4, cross_attention_dim=32, time_proj_dim=16,
-                    global_states_input_dim=16, cross_attention_input_dim=16),
+        config=dict(
+            sample_size=23,
+            in_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            num_key_value_attention_heads=2,
+            out_channels=4,
+            cross_attention_dim=32,
+            time_proj_dim=16,
+            global_states_input_dim=16,
+            cross_attention_input_dim=16,
+        ),
         inputs=_stable_audio_inputs,
     ),
     # Differential attention (two kernel calls per attention), as released.
     "StableAudio3DiTModel": Case(
-        config=dict(io_channels=4, embed_dim=32, depth=2, num_heads=2, cond_token_dim=16, global_cond_dim=16,
-                    local_add_cond_dim=5, timestep_features_dim=16, ff_mult=2.0, num_memory_tokens=4),
+        config=dict(
+            io_channels=4,
+            embed_dim=32,
+            depth=2,
+            num_heads=2,
+            cond_token_dim=16,
+            global_cond_dim=16,
+            local_add_cond_dim=5,
+            timestep_features_dim=16,
+            ff_mult=2.0,
+            num_memory_tokens=4,
+        ),
         inputs=_stable_audio3_inputs,
     ),
     "MiniMaxMusic3Transformer1DModel": Case(
-        config=dict(in_channels=4, condition_dim=8, num_layers=2, num_attention_heads=4, attention_head_dim=8,
-                    ff_inner_dim=32, rotary_dim=4, fourier_embedding_dim=16),
+        config=dict(
+            in_channels=4,
+            condition_dim=8,
+            num_layers=2,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            ff_inner_dim=32,
+            rotary_dim=4,
+            fourier_embedding_dim=16,
+        ),
         inputs=_minimax_music3_inputs,
     ),
 }

@@ -22,9 +22,21 @@ def _cogvideox_inputs(model, g, frames=3, height=8, width=8):
 CASES = {
     # The 5B layout (rotary positions, no sin-cos table). 3 frames of 4x4 patches: 48 video tokens.
     "CogVideoXTransformer3DModel": Case(
-        config=dict(num_attention_heads=4, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
-                    text_embed_dim=16, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
-                    max_text_seq_length=10, use_rotary_positional_embeddings=True),
+        config=dict(
+            num_attention_heads=4,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=4,
+            time_embed_dim=16,
+            text_embed_dim=16,
+            num_layers=2,
+            sample_width=8,
+            sample_height=8,
+            sample_frames=9,
+            patch_size=2,
+            max_text_seq_length=10,
+            use_rotary_positional_embeddings=True,
+        ),
         inputs=_cogvideox_inputs,
     ),
 }

@@ -23,9 +23,20 @@ def _cosmos_inputs(model, g, frames=3, height=4, width=8):
 CASES = {
     # No diffusers `AttentionMixin` on this class: `parallelize` finds its attention modules by walking the tree.
     "CosmosTransformer3DModel": Case(
-        config=dict(in_channels=4, out_channels=4, num_attention_heads=4, attention_head_dim=16, num_layers=2,
-                    mlp_ratio=2.0, text_embed_dim=16, adaln_lora_dim=8, max_size=(8, 16, 16), patch_size=(1, 2, 2),
-                    concat_padding_mask=False, extra_pos_embed_type="learnable"),
+        config=dict(
+            in_channels=4,
+            out_channels=4,
+            num_attention_heads=4,
+            attention_head_dim=16,
+            num_layers=2,
+            mlp_ratio=2.0,
+            text_embed_dim=16,
+            adaln_lora_dim=8,
+            max_size=(8, 16, 16),
+            patch_size=(1, 2, 2),
+            concat_padding_mask=False,
+            extra_pos_embed_type="learnable",
+        ),
         inputs=_cosmos_inputs,
     ),
 }

@@ -1,4 +1,5 @@
-"""DiT-style coverage cases (DiT, PixArt, HunyuanDiT, the U-Net transformer blocks), and why Sana has none."""
+"""DiT-style coverage cases (DiT, PixArt, HunyuanDiT, the U-Net spatial and temporal transformer blocks), and why
+Sana has none."""
 
 import torch
 from diffusers.models.embeddings import get_2d_rotary_pos_embed
@@ -60,22 +61,59 @@ def _hunyuan_dit_inputs(model, g, height=8, width=12):
 _UNET_BLOCK = dict(num_attention_heads=2, attention_head_dim=16, in_channels=8, num_layers=2, norm_num_groups=4,
                    cross_attention_dim=16, use_linear_projection=True)  # fmt: skip
 
+
+def _temporal_inputs(model, g, batch=2, frames=3, height=2, width=3):
+    return {
+        "hidden_states": randn(g, batch * frames, model.config.in_channels, height, width),  # 12 pixel rows
+        "num_frames": frames,
+    }
+
+
 CASES = {
     "DiTTransformer2DModel": Case(
-        config=dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=8, num_layers=2,
-                    sample_size=12, patch_size=2, num_embeds_ada_norm=10),
+        config=dict(
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=8,
+            num_layers=2,
+            sample_size=12,
+            patch_size=2,
+            num_embeds_ada_norm=10,
+        ),
         inputs=_dit_inputs,
     ),
     "PixArtTransformer2DModel": Case(
-        config=dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=8, num_layers=2,
-                    cross_attention_dim=32, sample_size=8, patch_size=2, caption_channels=16),
+        config=dict(
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            out_channels=8,
+            num_layers=2,
+            cross_attention_dim=32,
+            sample_size=8,
+            patch_size=2,
+            caption_channels=16,
+        ),
         inputs=_pixart_inputs,
     ),
     # 4 blocks: the last one takes the long skip connection of the first.
     "HunyuanDiT2DModel": Case(
-        config=dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, patch_size=2, sample_size=8,
-                    hidden_size=32, num_layers=4, mlp_ratio=2.0, cross_attention_dim=16, cross_attention_dim_t5=32,
-                    pooled_projection_dim=16, text_len=6, text_len_t5=8),
+        config=dict(
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=4,
+            patch_size=2,
+            sample_size=8,
+            hidden_size=32,
+            num_layers=4,
+            mlp_ratio=2.0,
+            cross_attention_dim=16,
+            cross_attention_dim_t5=32,
+            pooled_projection_dim=16,
+            text_len=6,
+            text_len_t5=8,
+        ),
         inputs=_hunyuan_dit_inputs,
     ),
     # SD 2.x / SDXL layout (linear projections), cross-attention with a padding mask.
@@ -84,6 +122,18 @@ CASES = {
     # `num_kv_heads` (the DreamLite U-Net installs its GQA-aware processor, which calls `dispatch_attention_fn`).
     "DreamLiteTransformer2DModel": Case(
         config=dict(_UNET_BLOCK, qk_norm="rms_norm", ff_mult=2), inputs=_unet_block_inputs
+    ),
+    "TransformerTemporalModel": Case(
+        config=dict(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=8,
+            norm_num_groups=4,
+            num_layers=1,
+            positional_embeddings="sinusoidal",
+            num_positional_embeddings=3,
+        ),
+        inputs=_temporal_inputs,
     ),
 }
 UNSUPPORTED = {

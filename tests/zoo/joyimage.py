@@ -21,8 +21,16 @@ def _joyimage_edit_inputs(model, g, items=2, height=4, width=12, text=12):
 
 CASES = {
     "JoyImageEditTransformer3DModel": Case(
-        config=dict(patch_size=[1, 2, 2], in_channels=4, hidden_size=64, num_attention_heads=4, text_dim=32,
-                    num_layers=2, rope_dim_list=[4, 6, 6], rope_type="mrope"),
+        config=dict(
+            patch_size=[1, 2, 2],
+            in_channels=4,
+            hidden_size=64,
+            num_attention_heads=4,
+            text_dim=32,
+            num_layers=2,
+            rope_dim_list=[4, 6, 6],
+            rope_type="mrope",
+        ),
         inputs=_joyimage_edit_inputs,
     ),
 }

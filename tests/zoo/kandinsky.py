@@ -40,8 +40,15 @@ def _kandinsky6_inputs(model, g, frames=3, height=4, width=8, text=8, audio=12):
 CASES = {
     "Kandinsky5Transformer3DModel": Case(config=_K, inputs=_kandinsky5_inputs),
     "Kandinsky6Transformer3DModel": Case(
-        config=dict(_K, in_audio_dim=4, out_audio_dim=4, ca_rope=True, cross_gates=True, fix_modulation=True,
-                    text_token_padding=True),
+        config=dict(
+            _K,
+            in_audio_dim=4,
+            out_audio_dim=4,
+            ca_rope=True,
+            cross_gates=True,
+            fix_modulation=True,
+            text_token_padding=True,
+        ),
         inputs=_kandinsky6_inputs,
     ),
 }

@@ -28,8 +28,15 @@ def _ltx_inputs(model, g, frames=3, height=2, width=4, text=8):
 
 CASES = {
     "LTXVideoTransformer3DModel": Case(
-        config=dict(in_channels=8, out_channels=8, num_attention_heads=4, attention_head_dim=8,
-                    cross_attention_dim=32, num_layers=2, caption_channels=16),
+        config=dict(
+            in_channels=8,
+            out_channels=8,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=16,
+        ),
         inputs=_ltx_inputs,
     ),
 }

@@ -21,9 +21,20 @@ def _lumina2_inputs(model, g, height=8, width=12, text=16, words=(12, 8)):
 CASES = {
     # GQA (4 query heads, 2 KV heads); the text refiner attends with the padding mask, locally.
     "Lumina2Transformer2DModel": Case(
-        config=dict(sample_size=8, patch_size=2, in_channels=4, hidden_size=32, num_layers=2, num_refiner_layers=1,
-                    num_attention_heads=4, num_kv_heads=2, multiple_of=16, axes_dim_rope=(4, 2, 2),
-                    axes_lens=(64, 16, 16), cap_feat_dim=16),
+        config=dict(
+            sample_size=8,
+            patch_size=2,
+            in_channels=4,
+            hidden_size=32,
+            num_layers=2,
+            num_refiner_layers=1,
+            num_attention_heads=4,
+            num_kv_heads=2,
+            multiple_of=16,
+            axes_dim_rope=(4, 2, 2),
+            axes_lens=(64, 16, 16),
+            cap_feat_dim=16,
+        ),
         inputs=_lumina2_inputs,
     ),
 }

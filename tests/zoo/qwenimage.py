@@ -25,8 +25,17 @@ def _qwenimage_inputs(model, g, shape=(1, 4, 6), text=10):
 
 CASES = {
     "QwenImageTransformer2DModel": Case(
-        config=dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16,
-                    num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(4, 6, 6), zero_cond_t=True),
+        config=dict(
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=16,
+            axes_dims_rope=(4, 6, 6),
+            zero_cond_t=True,
+        ),
         inputs=_qwenimage_inputs,
     ),
 }

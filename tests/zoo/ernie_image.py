@@ -1,4 +1,4 @@
-"""Single-stream MMDiT coverage (plans in `diffusers_usp/plans/mmdit_b.py`), and the joint-stream models that are
+"""Single-stream MMDiT coverage (plans in `diffusers_usp/plans/ernie_image.py`), and the joint-stream models that are
 not supported, each with its reason."""
 
 import torch
@@ -30,8 +30,17 @@ def _ernie_image_inputs(model, g, height=4, width=6, text=12):
 # the image ends and the text begins).
 CASES = {
     "ErnieImageTransformer2DModel": Case(
-        config=dict(hidden_size=64, num_attention_heads=4, num_layers=2, ffn_hidden_size=64, in_channels=8,
-                    out_channels=8, patch_size=1, text_in_dim=24, rope_axes_dim=(4, 6, 6)),
+        config=dict(
+            hidden_size=64,
+            num_attention_heads=4,
+            num_layers=2,
+            ffn_hidden_size=64,
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            text_in_dim=24,
+            rope_axes_dim=(4, 6, 6),
+        ),
         inputs=_ernie_image_inputs,
     ),
 }

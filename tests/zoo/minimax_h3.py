@@ -1,4 +1,4 @@
-"""MiniMax-H3 (packed multimodal sequence) and AnyFlow."""
+"""MiniMax-H3 coverage (packed multimodal sequence), and why AnyFlow has no plan."""
 
 import torch
 
@@ -32,9 +32,22 @@ def _minimax_h3_inputs(model, g, text=6, video=12, audio=6):
 
 CASES = {
     "MiniMaxH3Transformer3DModel": Case(
-        config=dict(num_attention_heads=4, attention_head_dim=16, hidden_size=32, num_layers=2, num_refiner_layers=1,
-                    ffn_dim=32, in_channels=4, audio_in_channels=4, patch_size=(1, 2, 2), text_dim=16, freq_dim=16,
-                    time_embed_hidden_dim=32, time_embed_dim=16, rope_freq_dim=2),
+        config=dict(
+            num_attention_heads=4,
+            attention_head_dim=16,
+            hidden_size=32,
+            num_layers=2,
+            num_refiner_layers=1,
+            ffn_dim=32,
+            in_channels=4,
+            audio_in_channels=4,
+            patch_size=(1, 2, 2),
+            text_dim=16,
+            freq_dim=16,
+            time_embed_hidden_dim=32,
+            time_embed_dim=16,
+            rope_freq_dim=2,
+        ),
         inputs=_minimax_h3_inputs,
     ),
 }

@@ -9,7 +9,7 @@ block's copy of the full-length tables split the same way. A rank may then hold 
 the key-padding mask travels with its keys through the all-to-all. The stream is gathered after the output
 projection, before the forward slices the image rows off it.
 
-Not supported here (reasons in `tests/zoo/mmdit_b.py`): Krea 2, Bria FIBO 2 and Ideogram 4.
+Not supported here (reasons in `tests/zoo/ernie_image.py`): Krea 2, Bria FIBO 2 and Ideogram 4.
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput

@@ -1,6 +1,6 @@
-"""Plans for single image models of their own lineage (Z-Image).
+"""Z-Image's plan: image and text refined apart, then one unified sequence split contiguously.
 
-HiDream-I1, OmniGen and PRX have no plan: see `tests/zoo/image_misc.py` for why.
+HiDream-I1, OmniGen and PRX have no plan: see `tests/zoo/zimage.py` for why.
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput

@@ -1,5 +1,4 @@
-"""Image models of their own lineage: Z-Image (its case waits on a harness fix), and why HiDream-I1, OmniGen and PRX
-have no plan."""
+"""Z-Image coverage, and why HiDream-I1, OmniGen and PRX have no plan."""
 
 from .base import Case, randn, timestep
 
@@ -17,8 +16,19 @@ def _zimage_inputs(model, g, texts=(50, 20)):
 
 CASES: dict[str, Case] = {  # Z-Image returns one tensor per sample; the parity test stacks them
     "ZImageTransformer2DModel": Case(
-        config=dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=32, n_layers=2, n_refiner_layers=1,
-                    n_heads=2, n_kv_heads=2, cap_feat_dim=16, axes_dims=[4, 6, 6], axes_lens=[128, 32, 32]),
+        config=dict(
+            all_patch_size=(2,),
+            all_f_patch_size=(1,),
+            in_channels=4,
+            dim=32,
+            n_layers=2,
+            n_refiner_layers=1,
+            n_heads=2,
+            n_kv_heads=2,
+            cap_feat_dim=16,
+            axes_dims=[4, 6, 6],
+            axes_lens=[128, 32, 32],
+        ),
         inputs=_zimage_inputs,
     ),
 }

@@ -1,4 +1,4 @@
-"""MMDiT coverage cases, Flux descendants and relatives (plans in `diffusers_usp/plans/mmdit_a.py`).
+"""MMDiT coverage cases, Flux descendants and relatives (plans in `diffusers_usp/plans/flux_family.py`).
 
 Token counts: 24 image tokens and 12 text tokens, which 2, 3 and 4 ranks all divide, so the text is sharded too.
 """
@@ -92,24 +92,48 @@ CASES = {
     "BriaTransformer2DModel": Case(config=_FLUX_LIKE, inputs=_flux_like_inputs),
     "BriaFiboTransformer2DModel": Case(config=dict(_FLUX_LIKE, text_encoder_dim=24), inputs=_fibo_inputs),
     "Flux2Transformer2DModel": Case(
-        config=dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=4,
-                    joint_attention_dim=32, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4)),
+        config=dict(
+            in_channels=16,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            joint_attention_dim=32,
+            timestep_guidance_channels=32,
+            axes_dims_rope=(4, 4, 4, 4),
+        ),
         inputs=_flux2_inputs,
     ),
     "Flux3Transformer2DModel": Case(
-        config=dict(in_channels=16, cond_in_channels=8, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                    num_attention_heads=4, joint_attention_dim=32, timestep_channels=32, axes_dims_rope=(4, 4, 4, 4)),
+        config=dict(
+            in_channels=16,
+            cond_in_channels=8,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            joint_attention_dim=32,
+            timestep_channels=32,
+            axes_dims_rope=(4, 4, 4, 4),
+        ),
         inputs=_flux3_inputs,
     ),
     "GlmImageTransformer2DModel": Case(
-        config=dict(patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=16,
-                    num_attention_heads=4, text_embed_dim=32, time_embed_dim=32, condition_dim=8,
-                    prior_vq_quantizer_codebook_size=64),
+        config=dict(
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=4,
+            text_embed_dim=32,
+            time_embed_dim=32,
+            condition_dim=8,
+            prior_vq_quantizer_codebook_size=64,
+        ),
         inputs=_glm_image_inputs,
     ),
-    "LongCatImageTransformer2DModel": Case(
-        config=dict(_FLUX_LIKE, pooled_projection_dim=32), inputs=_flux_like_inputs
-    ),
+    "LongCatImageTransformer2DModel": Case(config=dict(_FLUX_LIKE, pooled_projection_dim=32), inputs=_flux_like_inputs),
     "OvisImageTransformer2DModel": Case(config=dict(_FLUX_LIKE, out_channels=16), inputs=_flux_like_inputs),
 }
 

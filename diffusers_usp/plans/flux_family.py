@@ -8,7 +8,7 @@ attention is exact whatever order the all-to-all assembles the chunks in, and th
 divides its length, else whole on every rank and a replicated block in attention (`replicated_front`, the default).
 
 Chroma is not supported: its blocks expand the text padding mask to a per-query `[B, 1, L, L]` mask (reason in
-`tests/zoo/mmdit_a.py`).
+`tests/zoo/flux_family.py`).
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
