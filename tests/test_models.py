@@ -66,7 +66,8 @@ def _table() -> str:
             other = ", ".join(
                 f"{k.removeprefix('gloo:')} {v}" for k, v in sorted(counts.items()) if "all_to_all" not in k
             )
-            rows.append(f"| `{name}` | proven | {', '.join(map(str, worlds))} | {err:.1e} | {a2a} | {other or '0'} |")
+            status = f"proven; refused: {zoo.CASES[name].limits}" if zoo.CASES[name].limits else "proven"
+            rows.append(f"| `{name}` | {status} | {', '.join(map(str, worlds))} | {err:.1e} | {a2a} | {other or '0'} |")
         else:
             reason = zoo.UNSUPPORTED.get(name, zoo.NO_PLAN_YET)
             rows.append(f"| `{name}` | not supported: {reason} | | | | |")

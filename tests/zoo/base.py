@@ -17,11 +17,14 @@ class Case:
         inputs (`Callable[[torch.nn.Module, torch.Generator], dict]`): keyword arguments of one forward, drawn from
             the generator only, so every rank and the single-process reference get the same ones.
         worlds (`tuple[int, ...]`): world sizes whose parity is proven (the token counts must divide by them).
+        limits (`str`): inputs or modes of the class that `parallelize` refuses with an error naming them (shown in
+            `docs/models.md` beside the class); empty when every mode the forward has is supported.
     """
 
     config: dict
     inputs: Callable[[torch.nn.Module, torch.Generator], dict]
     worlds: tuple[int, ...] = (2, 3, 4)
+    limits: str = ""
 
 
 def randn(g: torch.Generator, *shape: int) -> torch.Tensor:
