@@ -2,9 +2,11 @@
 
 Used by the demo examples and the test-suite. Nothing is downloaded; weights are deterministic functions of ``seed``
 and the global RNG state is never touched. Pipelines have no text encoders/tokenizers: pass the
-``tiny_<family>_prompt_embeds`` helpers' output to the pipeline call instead of a ``prompt``.
+``tiny_<family>_prompt_embeds`` helpers' output to the pipeline call instead of a ``prompt`` (``tiny_call_kwargs``
+adds the sizes and guidance the examples use).
 """
 
+from .calls import tiny_call_kwargs
 from .cogvideox import (
     COGVIDEOX_LATENT_CHANNELS,
     COGVIDEOX_TEXT_DIM,
@@ -61,6 +63,7 @@ from .wan import (
 )
 
 __all__ = [  # grouped by family
+    "tiny_call_kwargs",
     "tiny_flux_transformer",
     "tiny_flux_pipeline",
     "tiny_flux_prompt_embeds",
