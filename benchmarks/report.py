@@ -14,7 +14,12 @@ import json
 from pathlib import Path
 
 IMPLS = ("stock", "usp", "diffusers")
-MODES = ("eager", "graph", "compiled")  # also the order run.py measures them in: compiling changes the model
+MODES = (
+    "eager",
+    "graph",
+    "compiled",
+    "compiled_graph",
+)  # the order run.py measures them in: compiling changes the model
 
 
 def _key(r: dict) -> tuple:

@@ -89,7 +89,7 @@ def not_applicable(spec: ModelSpec, impl: str, mode: str, world: int, device: to
         return f"diffusers' Ulysses needs {world} to divide {sharded} tokens, {text} text tokens and {spec.heads} heads"
     if impl == "usp" and sharded % world:
         return f"usp needs {world} to divide the {sharded} image/video tokens"
-    if mode == "graph" and device.type != "cuda":
+    if mode in GRAPHED and device.type != "cuda":
         return "CUDA graphs need a CUDA device"
     return None
 
@@ -122,15 +122,12 @@ def build(spec: ModelSpec, impl: str, world: int, device: torch.device, dtype: t
 
 def attention_kinds(model: torch.nn.Module) -> dict[str, str]:
     """Attention module path -> "self" (sharded) or "cross" (run locally on replicated K/V: cross-attention to text).
-    A USP processor carries its own verdict; stock and native models are classified by the model's USP plan."""
+    Classified by the model's USP plan, whatever the impl."""
     plan = plan_for(model)
-    is_local = getattr(plan, "is_local", None) or plan.is_cross_attention  # diffusers_usp renamed "cross" to "local"
-    kinds = {}
-    for name, proc in model.attn_processors.items():
-        path = name.removesuffix(".processor")
-        local = getattr(proc, "_local", getattr(proc, "_cross", None))
-        kinds[path] = "cross" if (is_local(path) if local is None else local) else "self"
-    return kinds
+    return {
+        path: "cross" if plan.is_local(path) else "self"
+        for path in (name.removesuffix(".processor") for name in model.attn_processors)
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -210,78 +207,63 @@ def count_collectives(step: Step, device: torch.device, model: torch.nn.Module |
     return result
 
 
-def capture_graph(step: Step, device: torch.device, world: int, warmup: int, before: Step) -> tuple[Step, tuple]:
-    """Capture one whole forward, collectives included, in a CUDA graph; returns (replay, what must stay alive).
-    `before` runs after the warm-up, just before the capture."""
-    # Eager warm-up on a side stream (the CUDA-graph rule). It also runs USP's first-forward input check, whose host
-    # sync would abort a capture.
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(max(1, warmup)):
-            step()
-    torch.cuda.current_stream(device).wait_stream(side)
-    before()
-    _sync(device)
-    if world > 1:
-        dist.barrier()  # every earlier collective has completed before any rank starts capturing
-    graph, out, ok = torch.cuda.CUDAGraph(), None, 1.0
-    try:
-        # thread_local: CUDA calls from other threads (NCCL's watchdog polling its events) must not void the capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out = step()
-    except Exception:
-        ok = 0.0
-        traceback.print_exc()
-    # All ranks must agree before replaying: a rank replaying collectives that its peers never captured would hang.
-    if not _over_ranks([ok], device, world, op=dist.ReduceOp.MIN)[0]:
-        raise RuntimeError("CUDA graph capture failed on at least one rank (traceback above)")
-    return graph.replay, (graph, out)
+COMPILED = ("compiled", "compiled_graph")
+GRAPHED = ("graph", "compiled_graph")
+
+
+def compile_model(model: torch.nn.Module, step: Step, rec: dict, device: torch.device, world: int) -> None:
+    """Regional compilation, as a user runs it: `compile_repeated_blocks(fullgraph=True)`, then one timed first call
+    (`compile_s`). If `fullgraph=True` fails it retries without and records `fullgraph_error`."""
+    if not getattr(model, "_repeated_blocks", None):
+        raise ValueError(f"{type(model).__name__} has no `_repeated_blocks` for compile_repeated_blocks()")
+    # One eager forward first: it runs USP's input check (a host sync, a graph break under compile) eagerly.
+    step()
+    for fullgraph in (True, False):  # a graph break fails the same way on every rank, before any collective
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        model.compile_repeated_blocks(fullgraph=fullgraph)
+        try:
+            rec["compile_s"] = max(_over_ranks(time_steps(step, 1, device, world), device, world)) / 1e3
+            break
+        except Exception as err:
+            if not fullgraph:
+                raise
+            rec["fullgraph_error"] = f"{type(err).__name__}: {err}"[:1000]
+    rec["fullgraph"] = fullgraph
+    model._bench_compiled = True
 
 
 def measure(model: torch.nn.Module, inputs: dict, mode: str, kinds: dict[str, str], args: argparse.Namespace,
             device: torch.device, world: int) -> dict:  # fmt: skip
-    """One record: `warmup` untimed steps, `repeat` timed steps, then one profiled step for the collectives."""
-    rec: dict = {"compiled": mode == "compiled", "compile_method": None, "compile_s": None}
+    """One record: `warmup` untimed steps, `repeat` timed steps, then one profiled step for the collectives.
+
+    `graph` and `compiled_graph` run the shipped `diffusers_usp.apply_cuda_graphs` (on every impl: it needs no
+    parallelism), whose first call warms up and captures (`capture_s`); it is removed after the record. Compiling
+    changes the model in place, so `compiled_graph` reuses the compilation of `compiled` when both run.
+    """
+    rec: dict = {"compiled": mode in COMPILED, "compile_method": None, "compile_s": None}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step = lambda: model(**inputs, return_dict=False)  # noqa: E731
     with torch.no_grad():
-        if mode == "compiled":
-            # One eager forward first: diffusers_usp binds its processor functions on the first call, which Dynamo
-            # cannot trace (types.FunctionType), and the input check then runs eagerly as well.
-            step()
-            eager = step
-            for fullgraph in (True, False):  # a graph break fails the same way on every rank, before any collective
-                torch._dynamo.reset()
-                torch._dynamo.utils.counters.clear()
-                if getattr(model, "_repeated_blocks", None):  # regional: each block class compiles once, in seconds
-                    model.compile_repeated_blocks(fullgraph=fullgraph)
-                    rec["compile_method"] = "compile_repeated_blocks"
-                else:
-                    compiled = torch.compile(eager, fullgraph=fullgraph)
-                    step, rec["compile_method"] = compiled, "torch.compile"
-                try:
-                    rec["compile_s"] = max(_over_ranks(time_steps(step, 1, device, world), device, world)) / 1e3
-                    break
-                except Exception as err:
-                    if not fullgraph:
-                        raise
-                    rec["fullgraph_error"] = f"{type(err).__name__}: {err}"[:1000]
-            rec["fullgraph"] = fullgraph
-        static = None  # a captured graph and its output buffer, alive while the graph replays
-        if mode == "graph":  # collectives from an eager forward: graph replays emit no profiler events
-            eager = step
-            count = lambda: rec.update(collectives_per_forward=count_collectives(eager, device, model, kinds))  # noqa: E731
-            step, static = capture_graph(eager, device, world, args.warmup, before=count)
+        if mode in COMPILED:
+            rec["compile_method"] = "compile_repeated_blocks"
+            if not getattr(model, "_bench_compiled", False):
+                compile_model(model, step, rec, device, world)
+        if mode in GRAPHED:
+            if mode == "graph":  # from an eager forward: graph replays emit no profiler events
+                rec["collectives_per_forward"] = count_collectives(step, device, model, kinds)
+            diffusers_usp.apply_cuda_graphs(model)
+            rec["capture_s"] = max(_over_ranks(time_steps(step, 1, device, world), device, world)) / 1e3
         warm = time_steps(step, args.warmup, device, world)
         times = _over_ranks(time_steps(step, args.repeat, device, world), device, world)
-        if mode != "graph":  # hooks inside compiled regions would be traced: totals only there
+        if mode not in GRAPHED:  # hooks inside compiled regions would be traced: totals only there
             marks = (model, kinds) if mode == "eager" else ()
             rec["collectives_per_forward"] = count_collectives(step, device, *marks)
         if mode == "compiled":  # one per block class, +1 per hooked block (USP's Wan blocks.0); more: recompiles
             rec["dynamo_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-        del static
+        if mode in GRAPHED:
+            diffusers_usp.remove_cuda_graphs(model)
     peak = None
     if device.type == "cuda":
         peak = max(_over_ranks([torch.cuda.max_memory_allocated(device) / 1e9], device, world))

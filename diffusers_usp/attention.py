@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 
 from .comm import (
+    HeadSplit,
     all_gather_heads,
-    comm_stream,
+    copy_,
     exchange_out,
     exchange_qkv,
     head_split,
@@ -29,6 +31,20 @@ from .comm import (
     unpack_qkv,
 )
 from .state import UlyssesGroup
+
+# Head chunks per attention while a CUDA graph is being captured: the exchange of chunk c + 1 runs on NCCL's stream
+# while chunk c is attended, and chunk c's output returns while chunk c + 1 is attended, so only the first chunk's
+# input exchange and the last chunk's output exchange stay exposed. Only under capture: each chunk costs two more
+# collective launches on the host, which a replayed graph does not pay; and on eager steps long enough to be
+# GPU-bound (Wan 480p) chunking measured no gain. Measured on 2 H200s (benchmarks/NOTES.md, 5a and 5c).
+CAPTURE_HEAD_CHUNKS = 2
+
+
+def _head_chunks(query: torch.Tensor) -> int:
+    if query.device.type != "cuda" or torch.compiler.is_compiling():
+        return 1  # Inductor schedules its own collectives; and gloo on CPU keeps the 2-collective schedule
+    return CAPTURE_HEAD_CHUNKS if torch.cuda.is_current_stream_capturing() else 1
+
 
 # A kernel takes BSHD query, key, value (key/value heads may be fewer: GQA) and an attention mask or None, and returns
 # the BSHD output.
@@ -97,18 +113,15 @@ def ulysses_attention(
 
     if seq_lens is not None and len(set(seq_lens)) == 1:
         seq_lens = None
+    if not replicated and kv_prefix is None and key_mask is None and seq_lens is None and split.even:
+        return _ulysses_even(query, key, value, kernel, group, split, _head_chunks(query))
+
+    # NCCL runs each collective on its own stream, ordered after the work queued before it: no stream of ours is
+    # needed for that, and the replicated parts below are views, with nothing to overlap.
     mask_sent = key_mask[:, sharded].to(query.dtype) if key_mask is not None else None
-    stream = comm_stream(query.device)
-    if stream is None:
-        send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split, mask_sent)
-        recv = exchange_qkv(send, group, seq_lens)
-    else:
-        compute = torch.cuda.current_stream(query.device)
-        stream.wait_stream(compute)
-        with torch.cuda.stream(stream):
-            send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split, mask_sent)
-            recv = exchange_qkv(send, group, seq_lens)
-    # Meanwhile, on the compute stream: this rank's heads of the replicated tokens, which need no communication.
+    send = pack_qkv(query[:, sharded], key[:, sharded], value[:, sharded], split, mask_sent)
+    recv = exchange_qkv(send, group, seq_lens)
+    # This rank's heads of the replicated tokens need no communication.
     k_parts, v_parts, q_parts = [], [], []
     if kv_prefix is not None:
         k_parts.append(kv_prefix[0][:, :, kv0:kv1])
@@ -117,11 +130,6 @@ def ulysses_attention(
         q_parts.append(query[:, rep, q0:q1])
         k_parts.append(key[:, rep, kv0:kv1])
         v_parts.append(value[:, rep, kv0:kv1])
-    if stream is not None:
-        compute.wait_stream(stream)
-        # `recv` was allocated on the side stream and is read here: without this the caching allocator could hand
-        # its memory to the next side-stream allocation while these kernels still read it.
-        recv.record_stream(compute)
 
     q, k, v, mask = unpack_qkv(recv, split, rank)
     lens = seq_lens if seq_lens is not None else (L - replicated,) * P
@@ -133,17 +141,68 @@ def ulysses_attention(
         mask = _gathered_key_mask(key_mask, mask, rep, kv_prefix[0].shape[1] if kv_prefix is not None else 0)
     out = kernel(q, *_expand_kv(k, v, split.kv_index(rank)), mask)  # [B, replicated + S, h, D]
 
-    if stream is not None:
-        stream.wait_stream(compute)
-        with torch.cuda.stream(stream):
-            send = pack_out(out, split, lens, replicated, not replicated_front)
-            recv = exchange_out(send, group, lens, replicated, B, D)
-        compute.wait_stream(stream)
-        recv.record_stream(compute)
-    else:
-        send = pack_out(out, split, lens, replicated, not replicated_front)
-        recv = exchange_out(send, group, lens, replicated, B, D)
+    send = pack_out(out, split, lens, replicated, not replicated_front)
+    recv = exchange_out(send, group, lens, replicated, B, D)
     return unpack_heads(recv, split)
+
+
+def _ulysses_even(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    kernel: Kernel,
+    group: UlyssesGroup,
+    split: HeadSplit,
+    chunks: int = 1,
+) -> torch.Tensor:
+    """`ulysses_attention` for the common case (every rank holds `S/P` tokens and `H/P` heads; no replicated block,
+    prefix or mask), with as few host operations as the packing allows: an eager step is bound by host time.
+
+    With `chunks > 1` each rank's heads are exchanged and attended in that many groups, on asynchronous collectives,
+    so that the exchanges of one group overlap the attention of another (more collectives: for captured graphs).
+    """
+    B, S_LOCAL, _, D = query.shape
+    P = group.size
+    if split.q_max % chunks or split.kv_max % chunks:
+        chunks = 1
+    hq, hkv = split.q_max // chunks, split.kv_max // chunks  # heads of one chunk of one rank
+    slots = hq + 2 * hkv
+    # (B, S/P, H, D) -view-> (B, S/P, P, chunks, h, D): chunk c of rank j's heads at [:, :, j, c]
+    q6, k6, v6 = (x.view(B, S_LOCAL, P, chunks, -1, D) for x in (query, key, value))
+    exchanges = []
+    for c in range(chunks):
+        send = query.new_empty(P, B, S_LOCAL, slots, D)
+        # (B, S/P, P, h, D) -permute-> (P, B, S/P, h, D), written into rank j's chunk of the send buffer
+        copy_(send[..., :hq, :], q6[:, :, :, c].permute(2, 0, 1, 3, 4))
+        copy_(send[..., hq : hq + hkv, :], k6[:, :, :, c].permute(2, 0, 1, 3, 4))
+        copy_(send[..., hq + hkv :, :], v6[:, :, :, c].permute(2, 0, 1, 3, 4))
+        recv = torch.empty_like(send)
+        work = dist.all_to_all_single(recv, send, group=group.group, async_op=chunks > 1)
+        exchanges.append((recv, work if chunks > 1 else None))  # traced, the synchronous call returns a tensor
+    returns = []
+    for recv, work in exchanges:
+        if work is not None:
+            work.wait()  # makes the current stream wait for NCCL's, with no host sync
+        if B == 1:  # (P, 1, S/P, slots, D): the sources back to back are already (1, S, slots, D)
+            full = recv.view(1, P * S_LOCAL, slots, D)
+        else:  # (P, B, S/P, slots, D) -permute-> (B, P, S/P, slots, D) -view-> (B, S, slots, D)
+            full = copy_(recv.new_empty(B, P, S_LOCAL, slots, D), recv.permute(1, 0, 2, 3, 4))
+            full = full.view(B, P * S_LOCAL, slots, D)
+        out = kernel(full[..., :hq, :], full[..., hq : hq + hkv, :], full[..., hq + hkv :, :], None)  # (B, S, h, D)
+        send = out.new_empty(P, B, S_LOCAL, hq, D)
+        # (B, S, h, D) -reshape-> (B, P, S/P, h, D) -permute-> (P, B, S/P, h, D): destination j gets its tokens
+        copy_(send, out.reshape(B, P, S_LOCAL, hq, D).permute(1, 0, 2, 3, 4))
+        back = torch.empty_like(send)
+        work = dist.all_to_all_single(back, send, group=group.group, async_op=chunks > 1)
+        returns.append((back, work if chunks > 1 else None))
+    if chunks == 1:
+        return unpack_heads(returns[0][0], split)
+    heads = query.new_empty(B, S_LOCAL, P, chunks, hq, D)
+    for c, (back, work) in enumerate(returns):
+        work.wait()
+        # (P, B, S/P, h, D) -permute-> (B, S/P, P, h, D): every source's heads of chunk c, in rank order
+        copy_(heads[:, :, :, c], back.permute(1, 2, 0, 3, 4))
+    return heads.view(B, S_LOCAL, P * chunks * hq, D)
 
 
 def local_attention(

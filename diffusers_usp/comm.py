@@ -1,4 +1,4 @@
-"""Communication for Ulysses attention: head layouts, the packed all-to-alls, the head all-gather, the side stream.
+"""Communication for Ulysses attention: head layouts, the packed all-to-alls, the head all-gather.
 
 Nothing here imports diffusers. Every tensor is in the token-major `[B, S, H, D]` layout that diffusers' attention
 dispatch uses, and every send buffer is grouped by destination rank along dim 0, which is what `all_to_all_single`
@@ -152,7 +152,9 @@ def exchange_qkv(send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, .
         return full.view(B, P * S_LOCAL, SLOTS, D)
     sizes = [B * n * SLOTS * D for n in seq_lens]
     recv = send.new_empty(sum(sizes))
-    dist.all_to_all_single(recv, send.view(-1), output_split_sizes=sizes, group=group.group)
+    # Both split lists, although the input's are even: the traced collective (torch.compile) requires them together.
+    sent = [send[0].numel()] * P
+    dist.all_to_all_single(recv, send.view(-1), output_split_sizes=sizes, input_split_sizes=sent, group=group.group)
     if B == 1:  # chunks [1, S_i, slots, D] back to back are already [1, S, slots, D]
         return recv.view(1, sum(seq_lens), SLOTS, D)
     return torch.cat([c.view(B, n, SLOTS, D) for c, n in zip(recv.split(sizes), seq_lens)], dim=1)
@@ -223,7 +225,8 @@ def exchange_out(
     row = send.numel() // sum(n + replicated for n in seq_lens)  # B * q_max * D elements per row
     recv = send.new_empty(group.size * recv_rows * row)
     sizes = [(n + replicated) * row for n in seq_lens]
-    dist.all_to_all_single(recv, send, input_split_sizes=sizes, group=group.group)
+    received = [recv_rows * row] * group.size  # given too: the traced collective requires both lists together
+    dist.all_to_all_single(recv, send, output_split_sizes=received, input_split_sizes=sizes, group=group.group)
     return recv.view(group.size, batch, recv_rows, row // (batch * head_dim), head_dim)
 
 
@@ -271,21 +274,3 @@ def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup, sizes: tuple[
     out = _all_gather_stacked(x.contiguous(), group)
     # (P, ..., S/P, ...) -movedim-> (..., P, S/P, ...) -flatten-> (..., S, ...)
     return out.movedim(0, dim).flatten(dim, dim + 1)
-
-
-# One communication stream per CUDA device, shared by every layer and processor. This is the one deliberate global:
-# a stream per layer would cost 60+ streams and would break CUDA-graph capture, which needs every side stream to fork
-# from and join the capturing stream.
-_COMM_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-
-def comm_stream(device: torch.device) -> torch.cuda.Stream | None:
-    """The shared side stream for `device`, created on first use; `None` on CPU and while `torch.compile` traces
-    (Inductor orders collectives itself, and Dynamo would otherwise have to trace stream switches)."""
-    if device.type != "cuda" or torch.compiler.is_compiling():
-        return None
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    stream = _COMM_STREAMS.get(index)
-    if stream is None:
-        stream = _COMM_STREAMS[index] = torch.cuda.Stream(device=index)
-    return stream

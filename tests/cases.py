@@ -254,3 +254,18 @@ def compiled_first(model: str, shape: dict) -> float:
         ]
         want = reference_model(**inputs, return_dict=False)[0]
     return (out - want).abs().max().item()
+
+
+def pipelined_core(seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int, chunks: int):
+    """(max difference from SDPA over the whole sequence, all-to-alls made) of the even path exchanging its heads in
+    `chunks` asynchronous groups, the schedule CUDA-graph capture uses."""
+    from diffusers_usp.attention import _ulysses_even
+
+    group = ulysses_group()
+    r = group.rank
+    shards = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(group.size)]
+    with profile() as prof:
+        out = _ulysses_even(*shards[r], _sdpa, group, head_split(Hq, Hkv, group.size), chunks)
+    want = _sdpa(*(torch.cat([s[i] for s in shards], dim=1) for i in range(3)))
+    error = (out - want[:, r * S_LOCAL : (r + 1) * S_LOCAL]).abs().max().item()
+    return error, gloo_events(prof).get("gloo:all_to_all", 0)

@@ -73,3 +73,17 @@ def test_wide_copy_is_bit_exact(dtype, head_dim):
     expanded = src[0].unsqueeze(0).expand(4, 5, 12, head_dim)
     out = torch.empty(4, 5, 12, head_dim, dtype=dtype)
     assert torch.equal(copy_(out, expanded).view(bits), expanded.view(bits))
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_head_chunked_exchange_matches_full_attention(pools, world, chunks):
+    """The schedule used under CUDA-graph capture (each rank's heads exchanged and attended in asynchronous groups)
+    must reassemble every head in its place: catches a chunk's output written to another chunk's heads, or a wait
+    missing before a chunk is read. Batch 2 takes the copy path, GQA the narrower K/V slots."""
+    for seed, (B, hq, hkv) in enumerate([(1, 6, 6), (2, 12, 6), (1, 12, 3)]):
+        hq, hkv = hq * world, hkv * world  # every rank's share divides by the chunk count (else one chunk runs)
+        runs = pools(world).run(cases.pipelined_core, seed, B, 5, hq, hkv, 8, chunks)
+        assert max(err for err, _ in runs) <= 1e-5, (B, hq, hkv)
+        split_ok = (hq // world) % chunks == 0 and (hkv // world) % chunks == 0
+        assert all(n == (2 * chunks if split_ok else 2) for _, n in runs)
