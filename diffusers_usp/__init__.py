@@ -2,7 +2,7 @@
 
 from .graphs import apply_cuda_graphs, remove_cuda_graphs
 from .launch import notebook_launch
-from .parallelize import parallelize
+from .parallelize import parallelize, remove_parallelism
 from .plans import PLANS, Replicated, SequencePlan, SplitEach, SplitOrReplicate
 from .processor import USPProcessor
 
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 __all__ = [
     "USPProcessor",
     "parallelize",
+    "remove_parallelism",
     "apply_cuda_graphs",
     "remove_cuda_graphs",
     "SequencePlan",

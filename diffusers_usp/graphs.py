@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .cfg import keep_outermost
 from .parallelize import _models
 
 _HOOK = "usp_cuda_graph"
@@ -20,12 +21,25 @@ _HOOK = "usp_cuda_graph"
 @dataclass
 class _Captured:
     graph: torch.cuda.CUDAGraph
-    inputs: list[torch.Tensor]  # static tensors the graph reads; new inputs are copied into them
+    inputs: dict[int | str, torch.Tensor]  # static tensors the graph reads, by argument; new inputs are copied in
     output: object  # static outputs the graph writes
 
 
-def _tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    return [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
+def _tensors(args: tuple, kwargs: dict) -> dict[int | str, torch.Tensor]:
+    """The tensor arguments of one call, keyed by position (positional) or name (keyword).
+
+    Keyed, not listed in call order: `_signature` sorts the keywords, so calls that pass the same keywords in another
+    order share one graph, and a list would copy each new tensor into another argument's static buffer.
+    """
+    found: dict[int | str, torch.Tensor] = {i: x for i, x in enumerate(args) if isinstance(x, torch.Tensor)}
+    found.update((name, x) for name, x in kwargs.items() if isinstance(x, torch.Tensor))
+    return found
+
+
+def _copy_inputs(static: dict[int | str, torch.Tensor], args: tuple, kwargs: dict) -> None:
+    """Copy one call's tensors into the captured graph's static inputs, argument by argument."""
+    for key, new in _tensors(args, kwargs).items():
+        static[key].copy_(new)
 
 
 def _signature(args: tuple, kwargs: dict):
@@ -79,8 +93,7 @@ class CUDAGraphHook(ModelHook):
         captured = self.graphs.get(key)
         if captured is None:
             captured = self.graphs[key] = self._capture(forward, args, kwargs)
-        for static, new in zip(captured.inputs, _tensors(args, kwargs)):
-            static.copy_(new)
+        _copy_inputs(captured.inputs, args, kwargs)
         captured.graph.replay()
         return _clone(captured.output)
 
@@ -126,6 +139,7 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
         registry = HookRegistry.check_if_exists_or_initialize(transformer)
         if registry.get_hook(_HOOK) is None:
             registry.register_hook(CUDAGraphHook(warmup), _HOOK)
+            keep_outermost(transformer)  # with cfg_degree=2: each CFG group captures the calls it computes
     return pipe_or_transformer
 
 

@@ -1,4 +1,5 @@
-"""`parallelize`: the one call that installs USP processors and sequence sharding on a pipeline or transformer."""
+"""`parallelize`, the one call that installs USP processors and sequence sharding on a pipeline or transformer, and
+`remove_parallelism`, its inverse."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from diffusers.hooks import HookRegistry, ModelHook
 
-from .plans import PLANS, plan_for
-from .processor import USPProcessor
-from .sharding import SequenceState, apply_sequence_sharding
-from .state import ulysses_group
+from .cfg import _HOOK as _CFG_HOOK
+from .cfg import apply_cfg_parallel, remove_cfg_parallel
+from .plans import PLANS, SequencePlan, plan_for
+from .processor import AttentionRole, USPProcessor
+from .sharding import SequenceState, apply_sequence_sharding, remove_sequence_sharding
+from .state import ParallelDims, group_ranks, group_timeout, ulysses_group
 
 T = TypeVar("T")
 
@@ -20,6 +24,7 @@ T = TypeVar("T")
 # enters the next collective; this bounds how long the others wait before they raise too. The longest legitimate
 # wait is one rank being a layer or a first-call compile behind the others, far below this.
 DEFAULT_TIMEOUT = timedelta(minutes=5)
+_HOOK = "usp_parallelism"
 
 
 def _models(obj) -> list[tuple[torch.nn.Module, bool]]:
@@ -44,6 +49,7 @@ def _models(obj) -> list[tuple[torch.nn.Module, bool]]:
 def parallelize(
     pipe_or_transformer: T,
     *,
+    cfg_degree: int = 1,
     group: dist.ProcessGroup | None = None,
     timeout: timedelta | None = DEFAULT_TIMEOUT,
     check_inputs: bool = True,
@@ -58,27 +64,47 @@ def parallelize(
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
             A pipeline (its `transformer`, `transformer_2`, ... components are parallelized, and its `controlnet`
             where a plan exists; any other ControlNet runs whole on every rank, with a warning) or a transformer.
+        cfg_degree (`int`, defaults to 1):
+            1, or 2 for CFG parallel: the ranks split into 2 groups (consecutive ranks together), each running
+            Ulysses over its own ranks, and the conditional and unconditional branches of classifier-free guidance
+            run on different groups, whether the pipeline batches them (one call on `cat([uncond, cond])`) or calls
+            the transformer twice per step (`cache_context("cond")`, then `("uncond")`). It must divide the number
+            of ranks. docs/launching.md ("CFG parallel") has the guarantees and limits.
         group (`torch.distributed.ProcessGroup`, *optional*):
-            The ranks that share one sequence. Defaults to a new group of all ranks of the default process group
-            (which `accelerate.PartialState()` or `torch.distributed.init_process_group()` creates); every rank must
-            then call `parallelize` in the same order. With one process this is an exact no-op.
+            The ranks that share one sequence (with `cfg_degree=2`, the ranks that are split into the 2 groups).
+            Defaults to a new group of all ranks of the default process group (which `accelerate.PartialState()` or
+            `torch.distributed.init_process_group()` creates); every rank must then call `parallelize` in the same
+            order. With one process this is an exact no-op.
         timeout (`datetime.timedelta`, *optional*, defaults to 5 minutes):
-            The timeout of the group created when `group` is not given: if one rank fails mid-forward, the others
-            raise after waiting this long instead of hanging. `None` uses the default group and its timeout.
+            The timeout of the groups created when `group` is not given: if one rank fails mid-forward, the others
+            raise after waiting this long instead of hanging. `None` uses the default group's timeout. (With
+            `cfg_degree=2` and a `group`, the groups created inside it take its timeout.)
         check_inputs (`bool`, defaults to `True`):
-            On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ.
+            On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ (with
+            `cfg_degree=2`, within each group and across the two).
 
     Returns:
-        Its argument, parallelized in place.
+        Its argument, parallelized in place. `remove_parallelism` undoes it.
     """
     if group is not None and timeout is not DEFAULT_TIMEOUT:
         raise ValueError("Pass `group` or `timeout`, not both: a given group keeps the timeout it was created with.")
-    if group is None and timeout is not None and dist.is_available() and dist.is_initialized():
+    ulysses = ulysses_group(group)  # first: it names the fix when a launcher started processes without a group
+    dims = ParallelDims(cfg_degree, group_ranks(group), timeout if group is None and timeout else group_timeout(group))
+    cfg = None
+    if dims.cfg > 1:
+        ulysses, cfg = dims.axis("ulysses"), dims.axis("cfg")  # builds the mesh: collective, like new_group below
+    elif group is None and timeout is not None and dist.is_available() and dist.is_initialized():
         group = dist.new_group(timeout=timeout)  # collective: every rank calls parallelize in the same order
-    ulysses = ulysses_group(group)
+        ulysses = ulysses_group(group)
     for transformer, required in _models(pipe_or_transformer):
-        if getattr(transformer, "_usp_sequence", None) is not None:
-            continue  # already parallelized
+        if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
+            degree = 2 if transformer._diffusers_hook.get_hook(_CFG_HOOK) is not None else 1
+            if degree != dims.cfg:
+                raise ValueError(
+                    f"{type(transformer).__name__} is already parallelized with cfg_degree={degree}: call "
+                    f"diffusers_usp.remove_parallelism() first to parallelize it with cfg_degree={dims.cfg}."
+                )
+            continue
         plan = plan_for(transformer)
         if plan is None and not required:
             # Correct as it is: its residuals reach the transformer whole, and the transformer's plan splits them.
@@ -99,17 +125,104 @@ def parallelize(
                 "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
             )
         state = SequenceState(ulysses, replicated_front=plan.replicated_front, check_inputs=check_inputs)
-        # Every module with a processor, found by walking the tree: not every transformer class has diffusers'
-        # `AttentionMixin` (`attn_processors` / `set_attn_processor`).
-        for path, module in transformer.named_modules():
-            if not (hasattr(module, "set_processor") and hasattr(module, "processor")):
-                continue
-            usp = USPProcessor(module.processor, group=group)
-            usp._group = ulysses
-            usp._sequence = state
-            usp._local = plan.is_local(path)
-            usp._joint = plan.is_joint(path)
-            module.set_processor(usp)
+        processors = _install_processors(transformer, plan, state)
         apply_sequence_sharding(transformer, plan, state)
+        # Registered after the split hooks, so it runs first: a replaced processor is refused before any collective.
+        HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
+            ParallelismHook(plan, state, processors), _HOOK
+        )
+        if cfg is not None:  # outermost: it decides which CFG group runs a call before any hook above splits it
+            apply_cfg_parallel(transformer, cfg, plan, check_inputs, warn=required)
         transformer._usp_sequence = state
     return pipe_or_transformer
+
+
+def remove_parallelism(pipe_or_transformer: T) -> T:
+    """Undo `parallelize`: restore every attention module's original processor and remove the split and gather hooks.
+
+    The models then compute exactly what they computed before `parallelize` (bit for bit), and `parallelize` may be
+    called on them again. CUDA graphs captured by `apply_cuda_graphs` hold the parallel step, so they are released
+    too. A model that was never parallelized is left as it is.
+
+    Args:
+        pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
+            What was given to `parallelize`: a pipeline (its transformers and ControlNets) or one model.
+
+    Returns:
+        Its argument.
+    """
+    from .graphs import remove_cuda_graphs  # here: graphs imports this module
+
+    for model, _ in _models(pipe_or_transformer):
+        registry = getattr(model, "_diffusers_hook", None)
+        hook = registry.get_hook(_HOOK) if registry is not None else None
+        if hook is None:
+            continue
+        remove_cuda_graphs(model)
+        remove_cfg_parallel(model)
+        registry.remove_hook(_HOOK, recurse=False)
+        for module, original, usp in hook.processors:
+            if module.processor is usp:  # a processor set since then by the user stays
+                module.set_processor(original)
+        remove_sequence_sharding(model, hook.plan)
+        del model._usp_sequence
+    return pipe_or_transformer
+
+
+def _install_processors(
+    transformer: torch.nn.Module, plan: SequencePlan, state: SequenceState
+) -> list[tuple[torch.nn.Module, object, USPProcessor]]:
+    """Wrap the processor of every attention module of `transformer` in a `USPProcessor` with the module's role, and
+    return `(module, original processor, USPProcessor)` for each."""
+    # Every module with a processor, found by walking the tree: not every transformer class has diffusers'
+    # `AttentionMixin` (`attn_processors` / `set_attn_processor`).
+    modules = [(path, m) for path, m in transformer.named_modules() if hasattr(m, "set_processor")]
+    modules = [(path, m) for path, m in modules if hasattr(m, "processor")]
+    # A local module beside a sharded one in the same block is a cross-attention inside the sharded blocks (Wan's,
+    # PixArt's, the U-Net blocks' `attn2`): its queries are sharded. Called without its context, diffusers' processors
+    # then self-attend those queries' tokens, which must go through the all-to-all. The local modules of a text
+    # refiner or of a model split along its batch (TransformerTemporalModel) have no sharded sibling.
+    sharded_blocks = {path.rpartition(".")[0] for path, _ in modules if not plan.is_local(path)}
+    installed = []
+    for path, module in modules:
+        original = module.processor
+        inner = original.processor if isinstance(original, USPProcessor) else original
+        if inner is None:  # a bare USPProcessor() set before: the module's own default processor
+            inner = original._default_for(module)
+        local = plan.is_local(path)
+        role = AttentionRole(
+            mode="local" if local else "sharded",
+            sequence=state,
+            joint=plan.is_joint(path),
+            sharded_queries=local and path.rpartition(".")[0] in sharded_blocks,
+            model=type(transformer).__name__,
+            path=path,
+        )
+        usp = USPProcessor(inner, role=role)
+        module.set_processor(usp)
+        installed.append((module, original, usp))
+    return installed
+
+
+class ParallelismHook(ModelHook):
+    """Holds what `remove_parallelism` needs to undo `parallelize` on one model, and refuses a forward whose attention
+    processors were replaced since: a processor set afterwards (a PAG pipeline's, `fuse_qkv_projections`'s, an
+    IP-Adapter loaded later) would attend this rank's tokens only and return a plausible, wrong output."""
+
+    def __init__(self, plan: SequencePlan, state: SequenceState, processors: list) -> None:
+        super().__init__()
+        self.plan = plan
+        self.state = state
+        self.processors = processors
+
+    def pre_forward(self, module, *args, **kwargs):
+        if self.state.group.size > 1:
+            for attn, _, usp in self.processors:
+                if attn.processor is not usp:
+                    raise RuntimeError(
+                        f"{type(module).__name__} `{usp.role.path}`: its attention processor was replaced by "
+                        f"{type(attn.processor).__name__} after diffusers_usp.parallelize(), and would attend only "
+                        "this rank's tokens. Set processors (IP-Adapters, PAG, fused projections) before "
+                        "parallelize(), or call diffusers_usp.remove_parallelism() first and parallelize() again after."
+                    )
+        return args, kwargs

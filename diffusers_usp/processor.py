@@ -4,16 +4,24 @@ The wrapped processor keeps doing what diffusers wrote it to do: projections, no
 call to the kernel changes. We run the processor's own `__call__` code with two names rebound in a private copy of
 its globals: `dispatch_attention_fn` (the kernel entry of current processors, BSHD layout) and `F`
 (`torch.nn.functional`, whose `scaled_dot_product_attention` older processors such as SD3's, CogVideoX's and
-PixArt's call in BHSD layout). The copy is made once per processor class; calls cost one extra Python frame, and
-nothing outside USP processors' calls changes, since the module's real globals are untouched.
+PixArt's call in BHSD layout). The copy is made per `USPProcessor` instance and per processor class it wraps, when it
+is built (`parallelize` builds one instance per attention module): it maps the names to this instance's own kernel
+entries, which is why it cannot be shared by class. Calls cost one extra Python frame, and nothing outside USP
+processors' calls changes, since the module's real globals are untouched.
+
+Only kernel calls written in the processor's `__call__` are rebound. A sharded or local module whose processor
+attends through a helper function instead raises after the call (a per-call count of routed kernel calls), rather
+than return attention over this rank's tokens only.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import types
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,6 +35,18 @@ if TYPE_CHECKING:
     from .sharding import SequenceState
 
 _DISPATCH = "dispatch_attention_fn"
+_MODES = ("heads", "sharded", "local")
+
+# Processors whose kernel calls after the first attend the module's own image queries to IP-Adapter image-prompt
+# tokens, which every rank holds whole (they come from the image encoder, not from the split sequence). Decided by
+# class and call order, never by token counts: a Flux rank's 4 image tokens at P=4 may meet 4 image-prompt tokens.
+# - "local": the keys and values are the image-prompt tokens alone, attended locally with no collective.
+# - "suffix": the keys and values are `[the queries' own tokens, the image-prompt tokens]`: sharded self-attention
+#   with the image-prompt tokens as a replicated K/V block (no mask, so their place among the keys is immaterial).
+_LATER_CALLS = {
+    "diffusers.models.transformers.transformer_flux.FluxIPAdapterAttnProcessor": "local",
+    "diffusers.models.attention_processor.SD3IPAdapterJointAttnProcessor2_0": "suffix",
+}
 
 
 def _names_used(code: types.CodeType) -> set[str]:
@@ -38,45 +58,119 @@ def _names_used(code: types.CodeType) -> set[str]:
     return names
 
 
+@dataclass(frozen=True)
+class AttentionRole:
+    """What one attention module does under Ulysses sequence parallelism. `parallelize` builds one per module.
+
+    Args:
+        mode (`str`, defaults to `"heads"`):
+            - `"heads"`: the sequence is not sharded. Every rank holds all tokens, attends its own slice of the heads,
+              and one all-gather completes them. A bare `USPProcessor()` has this role, and warns once.
+            - `"sharded"`: the module attends the sharded sequence: one all-to-all in, one out (Ulysses).
+            - `"local"`: the module's keys and values are whole on every rank (cross-attention to text, a refiner
+              that runs before the split): it attends locally, with no collective.
+        sequence (`SequenceState`, *optional*):
+            The transformer's per-forward sharding state. Required by `"sharded"` and `"local"`, which take their
+            process group from it; not allowed with `"heads"`.
+        joint (`bool`, defaults to `True`):
+            Whether this module's sequence holds the plan's joint text tokens (a replicated block when P does not
+            divide their count).
+        sharded_queries (`bool`, defaults to `False`):
+            For `"local"`: its queries are this rank's share of the sharded sequence (a cross-attention inside the
+            sharded blocks). A call made without its context (`encoder_hidden_states=None`) then self-attends those
+            tokens, so that call runs as sharded self-attention.
+        model (`str`), path (`str`):
+            The transformer class and the module's path in it, for error messages.
+    """
+
+    mode: str = "heads"
+    sequence: SequenceState | None = None
+    joint: bool = True
+    sharded_queries: bool = False
+    model: str = ""
+    path: str = ""
+
+    def __post_init__(self):
+        if self.mode not in _MODES:
+            raise ValueError(f"AttentionRole mode must be one of {_MODES}, not {self.mode!r}.")
+        if (self.mode == "heads") != (self.sequence is None):
+            raise ValueError(
+                f"AttentionRole(mode={self.mode!r}) "
+                + ("takes no `sequence`." if self.mode == "heads" else "needs the transformer's `sequence` state.")
+            )
+        if self.sharded_queries and self.mode != "local":
+            raise ValueError("`sharded_queries` describes a local module; this role is " + repr(self.mode) + ".")
+
+    def __str__(self) -> str:
+        return f"{self.model} `{self.path}` ({self.mode})" if self.path else self.mode
+
+
 class USPProcessor:
     """Ulysses sequence-parallel attention for any diffusers attention module.
 
     Two ways to install it:
 
-    - `diffusers_usp.parallelize(pipe)` wraps every attention module's own processor and shards the sequence at the
-      transformer's entry and exit. Each attention then makes one all-to-all in and one out (none for
-      cross-attention to replicated text), and every other layer works on 1/P of the tokens.
-    - `transformer.set_attn_processor(USPProcessor())` alone leaves the sequence whole on every rank. It is still
-      exact: each rank attends its own heads and one all-gather completes them. It warns once, since only attention
-      is split; use `parallelize` for the full speed-up.
+    - `diffusers_usp.parallelize(pipe)` wraps every attention module's own processor, with the module's role
+      (sharded or local), and shards the sequence at the transformer's entry and exit. Each attention then makes one
+      all-to-all in and one out (none for cross-attention to replicated text), and every other layer works on 1/P of
+      the tokens. `diffusers_usp.remove_parallelism(pipe)` puts the original processors back.
+    - `transformer.set_attn_processor(USPProcessor())` alone leaves the sequence whole on every rank (the `"heads"`
+      role). It is still exact: each rank attends its own heads and one all-gather completes them. It warns once,
+      since only attention is split; use `parallelize` for the full speed-up.
 
     With one process (no launcher, or world size 1) it computes exactly what the wrapped processor computes.
 
     Args:
         processor (`AttentionProcessor`, *optional*):
-            The processor to wrap. Defaults to each attention module's `_default_processor_cls`.
+            The processor to wrap. Defaults to each attention module's `_default_processor_cls` (heads role only).
         group (`torch.distributed.ProcessGroup`, *optional*):
-            The ranks that share one sequence. Defaults to the default process group.
+            The ranks that share one sequence, for the heads role. Defaults to the default process group.
+        role (`AttentionRole`, *optional*):
+            What this module does: heads only (the default), sharded or local. A sharded or local role wraps one
+            module's `processor` and takes its group from the role's `sequence`.
     """
 
-    def __new__(cls, processor: Any | None = None, *, group: torch.distributed.ProcessGroup | None = None):
+    def __new__(
+        cls,
+        processor: Any | None = None,
+        *,
+        group: torch.distributed.ProcessGroup | None = None,
+        role: AttentionRole | None = None,
+    ):
         if cls is USPProcessor and processor is not None:
             inner = processor.processor if isinstance(processor, USPProcessor) else processor
             if inner is not None:
                 cls = _with_signature_of(type(inner))
         return super().__new__(cls)
 
-    def __init__(self, processor: Any | None = None, *, group: torch.distributed.ProcessGroup | None = None):
+    def __init__(
+        self,
+        processor: Any | None = None,
+        *,
+        group: torch.distributed.ProcessGroup | None = None,
+        role: AttentionRole | None = None,
+    ):
         if isinstance(processor, USPProcessor):
             processor = processor.processor
+        role = AttentionRole() if role is None else role
+        if role.mode != "heads" and processor is None:
+            raise ValueError(f"A {role.mode} USPProcessor wraps one module's processor: pass it (parallelize does).")
+        if role.mode != "heads" and group is not None:
+            raise ValueError("Pass `group` for the heads role only: a sharded or local role uses its sequence's group.")
         self.processor = processor
+        self.role = role
         self._group_arg = group
-        self._group: UlyssesGroup | None = None
-        # Set by `parallelize`: the per-forward sharding state; whether this module's K/V are replicated (attend
-        # locally); whether its sequence holds the plan's joint text tokens.
-        self._sequence: SequenceState | None = None
-        self._local = False
-        self._joint = True
+        self._group: UlyssesGroup | None = role.sequence.group if role.sequence is not None else None
+        self._heads = role.mode == "heads"
+        self._local = role.mode == "local"
+        # Per call of a sharded or local module on several ranks: the kernel calls routed so far (none at the end
+        # means the processor attended through code we cannot reach), and whether a local module was called without
+        # its context. Plain attributes: Dynamo traces their updates as side effects, with no graph break.
+        self._counted = not self._heads and self._group.size > 1
+        self._kernel_calls = 0
+        self._self_attends = False
+        self._context_at = _context_index(type(processor)) if role.sharded_queries else None
+        self._later = _LATER_CALLS.get(_qualname(type(processor))) if role.mode == "sharded" else None
         self._warned = False
         self._rebound: dict[type, types.FunctionType] = {}
         self._functional = types.ModuleType(F.__name__)
@@ -88,8 +182,7 @@ class USPProcessor:
 
     def __repr__(self) -> str:
         inner = type(self.processor).__name__ if self.processor is not None else "default"
-        mode = "local" if self._local else ("sharded" if self._sequence is not None else "heads")
-        return f"USPProcessor({inner}, {mode})"
+        return f"USPProcessor({inner}, {self.role.mode})"
 
     # -- the wrapped processor --------------------------------------------------------------------------------------
 
@@ -98,7 +191,22 @@ class USPProcessor:
         fn = self._rebound.get(type(inner))
         if fn is None:
             fn = self._rebound[type(inner)] = self._rebind(type(inner).__call__)
-        return fn(inner, attn, *args, **kwargs)
+        if not self._counted:
+            return fn(inner, attn, *args, **kwargs)
+        self._kernel_calls = 0
+        if self._context_at is not None:
+            at = self._context_at
+            self._self_attends = (args[at] if at < len(args) else kwargs.get("encoder_hidden_states")) is None
+        out = fn(inner, attn, *args, **kwargs)
+        if not self._kernel_calls:
+            raise RuntimeError(
+                f"{self.role}: the attention module returned without calling its attention kernel through "
+                f"USPProcessor. Its processor, {type(inner).__name__}, attended through code outside its own "
+                "`__call__` (a helper function), which sees only this rank's tokens, so its output would be wrong. "
+                "This input or mode of the model is not supported under diffusers_usp.parallelize: run it without "
+                "(diffusers_usp.remove_parallelism), or with the model's default mode."
+            )
+        return out
 
     def _default_for(self, attn: torch.nn.Module):
         inner = getattr(attn, "_usp_default_processor", None)
@@ -200,35 +308,52 @@ class USPProcessor:
             group = self._group = ulysses_group(self._group_arg)
         if group.size == 1:
             return kernel(query, key, value, attn_mask)
-        if self._sequence is None:
+        if self._heads:
             self._warn_heads_only()
             return head_parallel_attention(query, key, value, kernel, group, attn_mask)
-        if self._local:
+        index = self._kernel_calls
+        self._kernel_calls = index + 1
+        if index and self._later == "local":
             return local_attention(query, key, value, kernel, attn_mask)
+        if index and self._later == "suffix":
+            if attn_mask is not None:
+                raise NotImplementedError(f"{self.role}: an IP-Adapter attention with a mask is not supported.")
+            q_tokens = query.shape[1]  # the image keys are the queries' own tokens; the image-prompt ones follow
+            prompt = (key[:, q_tokens:], value[:, q_tokens:])
+            return self._ulysses(query, key[:, :q_tokens], value[:, :q_tokens], kernel, None, is_causal, False, prompt)
+        if self._local and not self._self_attends:
+            return local_attention(query, key, value, kernel, attn_mask)
+        # A local module called without its context self-attends its own (sharded) tokens, without the joint text.
+        return self._ulysses(query, key, value, kernel, attn_mask, is_causal, self.role.joint and not self._local)
+
+    def _ulysses(self, query, key, value, kernel, attn_mask, is_causal, joint, kv_prefix=None) -> torch.Tensor:
         if is_causal:
             raise NotImplementedError(
-                "Causal attention over a sharded sequence is not supported: the all-to-all gathers tokens in rank "
-                "order, which for joint text and image is not the sequence order a causal mask refers to."
+                f"{self.role}: causal attention over a sharded sequence is not supported: the all-to-all gathers "
+                "tokens in rank order, which for joint text and image is not the sequence order a causal mask refers "
+                "to."
             )
         if key.shape[1] != query.shape[1]:
             raise ValueError(
-                f"A sharded self-attention got {query.shape[1]} query tokens but {key.shape[1]} key tokens. If this "
-                "module attends to replicated tokens (cross-attention), its sequence plan must list it in "
-                "`local_attention`."
+                f"{self.role}: a sharded self-attention got {query.shape[1]} query tokens but {key.shape[1]} key "
+                "tokens. If this module attends to replicated tokens (cross-attention), its sequence plan must list "
+                "it in `local_attention`."
             )
-        seq = self._sequence
-        seq_lens = seq.seq_lens(self._joint)
-        replicated = seq.replicated if self._joint else 0
+        seq = self.role.sequence
+        group = seq.group
+        seq_lens = seq.seq_lens(joint)
+        replicated = seq.replicated if joint else 0
         if seq_lens is not None and seq_lens[group.rank] != query.shape[1] - replicated:
             raise ValueError(
-                f"{query.shape[1] - replicated} sharded tokens reach this attention, but the uneven split gave this "
-                f"rank {seq_lens[group.rank]}: its sequence is not the one that was split unevenly. Choose token "
-                f"counts that {group.size} divides for this model, or mark the module in its plan."
+                f"{self.role}: {query.shape[1] - replicated} sharded tokens reach this attention, but the uneven "
+                f"split gave this rank {seq_lens[group.rank]}: its sequence is not the one that was split unevenly. "
+                f"Choose token counts that {group.size} divides for this model, or mark the module in its plan."
             )
         return ulysses_attention(
             query, key, value, kernel, group,
             replicated=replicated,
             replicated_front=seq.replicated_front,
+            kv_prefix=kv_prefix,
             seq_lens=seq_lens,
             key_mask=None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1]),
         )  # fmt: skip
@@ -257,13 +382,30 @@ def _key_mask(mask: torch.Tensor, batch: int, keys: int) -> torch.Tensor:
     return mask.expand(batch, keys)
 
 
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _context_index(cls: type) -> int | None:
+    """Where `cls.__call__(self, attn, ...)` takes `encoder_hidden_states` among the arguments after `attn`:
+    its position, `sys.maxsize` when it is keyword-only, `None` when it takes none (it has no context to miss)."""
+    params = list(inspect.signature(cls.__call__).parameters.values())[2:]
+    for at, param in enumerate(params):
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            break
+        if param.name == "encoder_hidden_states":
+            return at if param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else sys.maxsize
+    return next((sys.maxsize for p in params if p.name == "encoder_hidden_states"), None)
+
+
 @functools.cache
 def _with_signature_of(inner_cls: type) -> type[USPProcessor]:
     """A `USPProcessor` subclass whose `__call__` shows `inner_cls.__call__`'s parameters.
 
     diffusers' attention modules keep only the keyword arguments that `inspect.signature(processor.__call__)` names
     (CogVideoX passes its rotary embedding that way), so a `(attn, *args, **kwargs)` signature would silently drop
-    them. A class attribute, not a per-instance one: Dynamo traces `type(obj).__call__` and refuses instance-level
+    them. With the wrapped processor's own signature, a module drops exactly what it would drop for that processor.
+    A class attribute, not a per-instance one: Dynamo traces `type(obj).__call__` and refuses instance-level
     `__call__` overrides.
     """
 

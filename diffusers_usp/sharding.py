@@ -16,7 +16,16 @@ from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .comm import all_gather_dim, chunk_sizes
-from .plans import Replicated, SequencePlan, SplitEach, SplitOrReplicate
+from .plans import (
+    Replicated,
+    SequencePlan,
+    SplitEach,
+    SplitOrReplicate,
+    SplitTail,
+    SplitUnlessBroadcast,
+    TokenCount,
+)
+from .plans.base import Refused
 from .state import UlyssesGroup
 
 _SPLIT_HOOK = "usp_split---{}"
@@ -78,6 +87,15 @@ def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, na
             return x
         state.text = size
         return x.narrow(spec.split_dim, rank * (size // P), size // P)
+    if isinstance(spec, SplitUnlessBroadcast) and size == 1:
+        return x  # one row for every token (a broadcast RoPE table): each rank's tokens need all of it
+    if isinstance(spec, SplitTail):
+        total, start, stop = _held(state, name)
+        if size > total:
+            raise ValueError(f"`{name}` has {size} rows, more than the {total} tokens of the sequence split before it.")
+        offset = total - size  # the tokens before the tail, e.g. prepended memory tokens
+        first, last = max(start - offset, 0), max(stop - offset, 0)
+        return x.narrow(spec.split_dim, first, last - first)
     if size < P:
         raise ValueError(f"`{name}` has {size} tokens along dim {spec.split_dim}, fewer than the {P} ranks sharing it.")
     state.lengths.add(size)
@@ -88,6 +106,20 @@ def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, na
         )
     sizes = chunk_sizes(size, P)
     return x.narrow(spec.split_dim, sum(sizes[:rank]), sizes[rank])
+
+
+def _held(state: SequenceState, name: str) -> tuple[int, int, int]:
+    """`(total, start, stop)`: the length of the sequence split so far in this forward, and the tokens this rank
+    holds of it."""
+    if len(state.lengths) != 1:
+        raise ValueError(
+            f"`{name}` refers to the sequence split before it in this forward, but {len(state.lengths)} sequences "
+            f"were split so far ({sorted(state.lengths)}): its plan must split exactly one sequence before it."
+        )
+    (total,) = state.lengths
+    sizes = chunk_sizes(total, state.group.size)
+    start = sum(sizes[: state.group.rank])
+    return total, start, start + sizes[state.group.rank]
 
 
 def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) -> torch.Tensor:
@@ -164,7 +196,16 @@ class SplitHook(ModelHook):
 
     def _split(self, value, spec, name: str):
         """A tensor by `spec`; a list or tuple of tensors element by element, by a list or tuple of specs or by one
-        `SplitEach`."""
+        `SplitEach`; an `int` counting leading tokens by `TokenCount`; `Refused` raises on any value but None."""
+        if isinstance(spec, Refused):
+            if value is not None and self.state.group.size > 1:
+                raise ValueError(f"diffusers_usp: `{name}={value!r}` is not supported under parallelize. {spec.reason}")
+            return value
+        if isinstance(spec, TokenCount):
+            if not isinstance(value, int) or self.state.group.size == 1:
+                return value
+            _, start, stop = _held(self.state, name)
+            return min(max(value - start, 0), stop - start)  # the counted tokens among this rank's
         if isinstance(value, torch.Tensor):
             return _shard(value, spec, self.state, name)
         if isinstance(value, (list, tuple)) and isinstance(spec, SplitEach):

@@ -1,11 +1,19 @@
-"""The Ulysses process group: which ranks share one attention, and where this process sits in it."""
+"""Process groups: which ranks share one attention (Ulysses), which run the other branch of classifier-free guidance
+(CFG), and where this process sits in each."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
+import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
 
 
 @dataclass(frozen=True)
@@ -57,3 +65,105 @@ def ulysses_group(group: dist.ProcessGroup | None = None) -> UlyssesGroup:
             "--num_processes N`) or `torch.distributed.init_process_group()` (under torchrun)."
         )
     return UlyssesGroup(None, 0, 1)
+
+
+# The mesh axes, outermost first. CFG is outermost: its two groups exchange one output per step, the least traffic,
+# so it may cross machines, while Ulysses' per-layer all-to-alls stay among neighbouring ranks. Ring attention
+# (issue #13) will be an axis between them.
+MESH_AXES = ("cfg", "ulysses")
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """How the ranks of one group divide among the parallelisms: `cfg` groups (CFG parallel) of `ulysses` ranks each,
+    laid out as a `DeviceMesh` with axes `MESH_AXES`, CFG outermost.
+
+    Validated where it is made, with the numbers in the message; the mesh and its process groups are built on first
+    use of `mesh`, which every rank of `ranks` must reach in the same order (creating process groups is collective).
+
+    Args:
+        cfg (`int`): 1, or 2 to run the conditional and unconditional branches of classifier-free guidance on two
+            groups of ranks.
+        ranks (`tuple[int, ...]`): the global ranks of the group being divided, in order. Consecutive ranks share a
+            Ulysses group: with 4 ranks and `cfg=2`, ranks 0 and 1 run one branch and ranks 2 and 3 the other.
+        timeout (`datetime.timedelta`, *optional*): the timeout of every process group of the mesh; `None` for
+            torch's default.
+    """
+
+    cfg: int
+    ranks: tuple[int, ...]
+    timeout: timedelta | None = None
+
+    def __post_init__(self):
+        if self.cfg not in (1, 2):
+            raise ValueError(
+                f"cfg_degree must be 1 (off) or 2 (the conditional and unconditional branches of classifier-free "
+                f"guidance on two groups of ranks), not {self.cfg}."
+            )
+        if self.world % self.cfg:
+            raise ValueError(
+                f"cfg_degree ({self.cfg}) must divide the world size ({self.world}): launch a multiple of {self.cfg} "
+                "processes, or pass cfg_degree=1."
+            )
+
+    @property
+    def world(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def ulysses(self) -> int:
+        return self.world // self.cfg
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.cfg, self.ulysses)
+
+    @functools.cached_property
+    def mesh(self) -> DeviceMesh:
+        """The `DeviceMesh` of `ranks`, shaped `shape` with axes `MESH_AXES`, built on first use."""
+        # Its process groups are made here with `new_group` and wrapped by `DeviceMesh.from_group`, rather than by
+        # `init_device_mesh`, for two reasons:
+        # - `init_device_mesh` takes a timeout only inside a backend-specific options object (NCCL's, gloo's); a
+        #   timeout passed straight to `new_group` works for any backend.
+        # - Over a `group=` that is a subset of the world (disjoint groups each generating their own images), the
+        #   groups `DeviceMesh` creates are collectives of the whole world, which ranks of the other groups never
+        #   join. `use_local_synchronization` makes each one a collective of its members only (and names it from
+        #   its ranks, so disjoint groups cannot collide). Every rank still walks every group in the same order,
+        #   axis by axis, which keeps overlapping groups from deadlocking (torch's note on `new_group`).
+        from torch.distributed.device_mesh import DeviceMesh  # here: importing it costs every user of this module
+
+        grid = torch.tensor(self.ranks, dtype=torch.int).view(self.shape)
+        me = dist.get_rank()
+        groups = []
+        for axis in range(grid.dim()):
+            lines = grid.movedim(axis, -1).reshape(-1, grid.shape[axis])  # each line: the ranks of one group
+            for line in lines.tolist():
+                group = dist.new_group(line, timeout=self.timeout, use_local_synchronization=True)
+                if me in line:
+                    groups.append(group)
+        device = torch.accelerator.current_accelerator()
+        device_type = device.type if device is not None and dist.get_backend() != "gloo" else "cpu"
+        return DeviceMesh.from_group(groups, device_type, mesh=grid, mesh_dim_names=MESH_AXES)
+
+    def axis(self, name: str) -> UlyssesGroup:
+        """This process's group along one mesh axis (`"cfg"` or `"ulysses"`), with its rank and size in it."""
+        mesh = self.mesh
+        return UlyssesGroup(mesh.get_group(name), mesh.get_local_rank(name), mesh.size(MESH_AXES.index(name)))
+
+
+def group_ranks(group: dist.ProcessGroup | None = None) -> tuple[int, ...]:
+    """The global ranks of `group` (default: the world), in group-rank order; `(0,)` with no process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return (0,)
+    return tuple(dist.get_process_group_ranks(group if group is not None else dist.group.WORLD))
+
+
+def group_timeout(group: dist.ProcessGroup | None = None) -> timedelta | None:
+    """The timeout `group` (default: the world) was created with, or `None` where its backend does not say."""
+    group = group if group is not None else dist.group.WORLD
+    for device in getattr(group, "_device_types", ()):
+        try:
+            return group._get_backend(device).options._timeout
+        except (AttributeError, RuntimeError):  # a backend without options (a custom one): torch's default
+            continue
+    return None

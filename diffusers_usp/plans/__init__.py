@@ -10,10 +10,20 @@ from collections.abc import Callable
 
 import torch
 
-from .base import Replicated, SequencePlan, SplitEach, SplitOrReplicate
+from .base import (
+    Replicated,
+    SequencePlan,
+    SplitEach,
+    SplitOrReplicate,
+    SplitTail,
+    SplitUnlessBroadcast,
+    TokenCount,
+    UnsupportedConfig,
+)
 
 # Class name -> plan, or a factory: no argument (keeps diffusers model imports lazy) or the transformer (a plan that
-# depends on its config; `None` where that config is not supported).
+# depends on its config). A factory raises `UnsupportedConfig` naming the config value it cannot cover, or returns
+# `None` where the model may run whole instead (a ControlNet).
 PLANS: dict[str, SequencePlan | Callable[..., SequencePlan | None]] = {}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
@@ -21,11 +31,26 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def plan_for(transformer: torch.nn.Module) -> SequencePlan | None:
-    """The plan registered for `transformer`'s exact class, if any (a subclass may change its forward)."""
+    """The plan registered for `transformer`'s exact class, if any (a subclass may change its forward).
+
+    Raises:
+        UnsupportedConfig: the class has a plan, but not for this instance's config; the message says why.
+    """
     plan = PLANS.get(type(transformer).__name__)
     if not callable(plan):
         return plan
     return plan(transformer) if inspect.signature(plan).parameters else plan()
 
 
-__all__ = ["PLANS", "Replicated", "SequencePlan", "SplitEach", "SplitOrReplicate", "plan_for"]
+__all__ = [
+    "PLANS",
+    "Replicated",
+    "SequencePlan",
+    "SplitEach",
+    "SplitOrReplicate",
+    "SplitTail",
+    "SplitUnlessBroadcast",
+    "TokenCount",
+    "UnsupportedConfig",
+    "plan_for",
+]

@@ -8,7 +8,7 @@ sequence) and the gather on the last block's output ("transformer_blocks.-1", wh
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .base import SequencePlan
+from .base import SequencePlan, SplitTail, TokenCount
 
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
 _GATHER = ContextParallelOutput(gather_dim=1, expected_dims=3)
@@ -34,15 +34,18 @@ STABLE_AUDIO = SequencePlan(
 # Stable Audio 3: [memory tokens | audio]. The RoPE table ([M + L, D]) comes from one module call, split at its
 # output; it must be, since the processor takes the *last* rows of the table for its tokens (`freqs[-S:]`), which on
 # a whole table would be the last rank's rows on every rank.
-# Inpainting's `local_seq` ([B, L, C], audio rows only) splits like the audio. Exact without memory tokens. With them
-# each block adds it after the first M rows of its own chunk instead of the sequence's, and the row counts disagree,
-# so it raises (a shape error, or the split's own when a length does not divide): inpainting needs a per-rank
-# memory-token count that a plan cannot give.
+# Inpainting's `local_seq` ([B, L, C]) covers the audio rows only, which each block adds after the first
+# `num_memory_tokens` rows: each rank keeps the `local_seq` rows of the audio tokens it holds (`SplitTail`) and is
+# given the count of memory tokens it holds (`TokenCount`), so `x[:, count:] + local` pairs the same tokens as on
+# one process, whatever P and the lengths. The table split at `rotary_pos_emb` is the sequence both refer to.
 STABLE_AUDIO3 = SequencePlan(
     split={
         "rotary_pos_emb": {0: _ROPE_OUT},
         "transformer_blocks.0": {"hidden_states": _TOKENS},
-        "transformer_blocks.*": {"local_seq": _TOKENS},
+        "transformer_blocks.*": {
+            "local_seq": SplitTail(split_dim=1, expected_dims=3),
+            "num_memory_tokens": TokenCount(),
+        },
         "transformer_blocks.-1": _GATHER,
     },
     local_attention=("transformer_blocks.*.cross_attn",),

@@ -47,6 +47,47 @@ class SplitEach(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class SplitUnlessBroadcast(ContextParallelInput):
+    """Split like a plain `ContextParallelInput`, unless its `split_dim` has length 1: then it broadcasts over the
+    sequence (one RoPE row for every token, as HunyuanDiT's forward accepts) and every rank keeps it whole."""
+
+
+@dataclass(frozen=True)
+class SplitTail(ContextParallelInput):
+    """Per-token rows of the *last* tokens of the sequence split earlier in this forward: each rank keeps the rows of
+    the tokens it holds (possibly none).
+
+    For conditioning that covers the latent tokens only, after tokens the forward prepends: Stable Audio 3's
+    inpainting `local_seq` follows its memory tokens. Paired with `TokenCount` on the count of prepended tokens.
+    """
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """An `int` argument that counts the *first* tokens of the sequence split earlier in this forward, which the module
+    treats apart (HunyuanVideo's first-frame tokens under `token_replace`, Stable Audio 3's memory tokens). Each rank
+    is passed how many of those tokens it holds, so `x[:, :count]` stays right on its chunk."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An argument the plan does not cover: with more than one rank, the hooks raise `ValueError` with `reason` when it
+    is given and not None.
+
+    For a mode of the forward that sharded tokens would get wrong without an error: Flux 2's reference-image KV cache
+    (`kv_cache_mode`), whose forward cuts the reference tokens out by their whole count.
+    """
+
+    reason: str
+
+
+class UnsupportedConfig(ValueError):
+    """Raised by a plan factory for a model config its plan cannot cover. The message names the config value and
+    what works instead; `parallelize` passes it on. (A factory returns `None` instead where the model may run whole:
+    a ControlNet.)"""
+
+
+@dataclass(frozen=True)
 class SequencePlan:
     """How one transformer class takes Ulysses sequence parallelism.
 
@@ -54,7 +95,8 @@ class SequencePlan:
         split (`dict`):
             diffusers' `_cp_plan` format: module path ("" is the transformer, "*" any child) to a dict of inputs to
             split (`ContextParallelInput`, keyed by forward parameter name or, with `split_output=True`, output
-            index), or to the `ContextParallelOutput`(s) to gather from its output.
+            index; also `TokenCount` and `Refused` for arguments that are not tensors to split), or to the
+            `ContextParallelOutput`(s) to gather from its output.
         local_attention (`tuple[str, ...]`):
             Glob patterns of attention module paths whose keys and values every rank holds whole: cross-attention to
             text, or self-attention of a text-only refiner. They are attended locally, with no collective. All other

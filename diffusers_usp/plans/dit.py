@@ -12,7 +12,7 @@ reaches only `attn2`, where it is applied locally).
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .base import SequencePlan
+from .base import SequencePlan, SplitUnlessBroadcast, UnsupportedConfig
 
 _FIRST_BLOCK = {"transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)}}
 
@@ -25,30 +25,52 @@ PIXART = SequencePlan(
     local_attention=("transformer_blocks.*.attn2",),
 )
 
+
 # The U-Net transformer blocks (`Transformer2DModel`, `DreamLiteTransformer2DModel`), each parallelized on its own
-# (`parallelize(unet.down_blocks[1].attentions[0])`): group norm and `proj_in` run on the whole input, the blocks on
-# local tokens. Only `use_linear_projection=True` (SD 2.x, SDXL) has a module to gather at: `proj_out` is then a
-# Linear on `[B, S, C]`. With the 1x1-conv projection (SD 1.x) the forward reshapes the local tokens to the whole
-# `[B, H, W, C]` before `proj_out` and fails with a shape error; `Transformer2DModel`'s patched inputs with
-# `ada_norm_zero` (load them as `DiTTransformer2DModel`) and discrete inputs have no `proj_out`, so `parallelize`
-# refuses them. Caveat: `attn2` is taken as cross-attention; a block run without `encoder_hidden_states`, or with
-# `double_self_attention=True`, self-attends in `attn2`, which this plan would attend locally, wrongly.
-UNET_TRANSFORMER = SequencePlan(
-    split={**_FIRST_BLOCK, "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3)},
-    local_attention=("transformer_blocks.*.attn2",),
-)
+# (`parallelize(unet.down_blocks[1].attentions[0])`), and `Transformer2DModel`'s other input modes. The blocks run on
+# local tokens; the gather follows the last module that still runs per token:
+# - continuous input, linear projection (SD 2.x, SDXL): `proj_out`, a Linear on `[B, S, C]`;
+# - continuous input, 1x1-conv projection (SD 1.x, diffusers' default): the last block. Not `proj_out`: the forward
+#   reshapes the tokens to the whole `[B, H, W, C]` before that conv;
+# - discrete input (`num_vector_embeds`, VQ-Diffusion): `out`, a Linear before the per-token log-softmax;
+# - patched input (`patch_size`): `proj_out_2` (`ada_norm_zero`, DiT's layout) or `proj_out` (`ada_norm_single`,
+#   PixArt's), before the forward unpatchifies with whole-image sizes.
+# Group norm, `proj_in` and the patch and position embeddings run on the whole input, before the first block's split.
+# `attn2` is cross-attention to text every rank holds whole (local, no collective), and so is `attn1` with
+# `only_cross_attention`; with `double_self_attention`, `attn2` self-attends (sharded).
+def _unet_transformer(model) -> SequencePlan:
+    cfg = model.config
+    if any(getattr(block, "fuser", None) is not None for block in model.transformer_blocks):
+        raise UnsupportedConfig(
+            f"{type(model).__name__} with attention_type={cfg.attention_type!r} is not supported by parallelize: its "
+            "GLIGEN layer self-attends over the image tokens joined with the grounding tokens, which every rank "
+            "would send through the all-to-all. Use attention_type='default', or USPProcessor() alone (heads only)."
+        )
+    if getattr(model, "is_input_vectorized", False):
+        last = "out"
+    elif getattr(model, "is_input_patches", False):
+        last = "proj_out" if cfg.norm_type == "ada_norm_single" else "proj_out_2"
+    else:
+        last = "proj_out" if cfg.use_linear_projection else "transformer_blocks.-1"
+    local = ()
+    if cfg.cross_attention_dim is not None and not cfg.double_self_attention:
+        local += ("transformer_blocks.*.attn2",)
+    if cfg.only_cross_attention:
+        local += ("transformer_blocks.*.attn1",)
+    return SequencePlan(
+        split={**_FIRST_BLOCK, last: ContextParallelOutput(gather_dim=1, expected_dims=3)},
+        local_attention=local,
+    )
+
 
 # HunyuanDiT: the pipeline passes the image's RoPE as a `(cos, sin)` tuple of `[S, D]` tables, split row for row
-# with the tokens. The long skip connections join block outputs of the same local tokens. Not covered: ControlNet
-# residuals (`controlnet_block_samples`, whole-sequence tensors; a shape error).
+# with the tokens; a `[1, D]` table rotates every token alike (it broadcasts) and stays whole. The long skip
+# connections join block outputs of the same local tokens. Not covered: ControlNet residuals
+# (`controlnet_block_samples`, whole-sequence tensors; a shape error).
+_ROPE_ROWS = SplitUnlessBroadcast(split_dim=0, expected_dims=2)
 HUNYUAN_DIT = SequencePlan(
     split={
-        "": {
-            "image_rotary_emb": [
-                ContextParallelInput(split_dim=0, expected_dims=2),
-                ContextParallelInput(split_dim=0, expected_dims=2),
-            ]
-        },
+        "": {"image_rotary_emb": [_ROPE_ROWS, _ROPE_ROWS]},
         "blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
@@ -69,8 +91,8 @@ TRANSFORMER_TEMPORAL = SequencePlan(
 PLANS = {
     "DiTTransformer2DModel": DIT,
     "PixArtTransformer2DModel": PIXART,
-    "Transformer2DModel": UNET_TRANSFORMER,
-    "DreamLiteTransformer2DModel": UNET_TRANSFORMER,
+    "Transformer2DModel": _unet_transformer,
+    "DreamLiteTransformer2DModel": _unet_transformer,
     "HunyuanDiT2DModel": HUNYUAN_DIT,
     "TransformerTemporalModel": TRANSFORMER_TEMPORAL,
 }

@@ -6,14 +6,17 @@ from .base import Replicated, SequencePlan, SplitEach, SplitOrReplicate
 
 # Text is sharded with the image when P divides its length: then its MLPs and projections divide by P too.
 # Otherwise it stays whole on every rank and attention treats it as a replicated block. Flux's relatives reuse this
-# plan (`flux_family.py`).
+# plan (`flux_family.py`). The ids split along their token dim, the second to last: `[S, 3]`, or the deprecated
+# batched `[B, S, 3]` that the forward still accepts (it warns and takes row 0).
+_IMG_IDS = ContextParallelInput(split_dim=-2)
+_TXT_IDS = SplitOrReplicate(split_dim=-2)
 FLUX = SequencePlan(
     split={
         "": {
             "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
             "encoder_hidden_states": SplitOrReplicate(split_dim=1, expected_dims=3),
-            "img_ids": ContextParallelInput(split_dim=0, expected_dims=2),
-            "txt_ids": SplitOrReplicate(split_dim=0, expected_dims=2),
+            "img_ids": _IMG_IDS,
+            "txt_ids": _TXT_IDS,
         },
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
@@ -51,7 +54,7 @@ def _flux_controlnet_model(controlnet) -> SequencePlan | None:
             "": {
                 "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
                 "controlnet_cond": ContextParallelInput(split_dim=1, expected_dims=3),
-                "img_ids": ContextParallelInput(split_dim=0, expected_dims=2),
+                "img_ids": _IMG_IDS,
             },
             "transformer_blocks.0": {"encoder_hidden_states": Replicated(split_dim=1, expected_dims=3)},
             "controlnet_blocks.*": ContextParallelOutput(gather_dim=1, expected_dims=3),

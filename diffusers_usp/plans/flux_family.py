@@ -13,19 +13,23 @@ Chroma is not supported: its blocks expand the text padding mask to a per-query 
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .base import SequencePlan, SplitOrReplicate
+from .base import Refused, SequencePlan, SplitOrReplicate
 from .flux import FLUX
 
-# Bria, LongCat-Image, Ovis-Image: Flux 1's forward and so Flux 1's splits (2-D `[S, 3]` ids,
-# `ids = cat(txt_ids, img_ids)`, blocks that concatenate `[text, image]`). 3-D ids (deprecated in those forwards) are
-# not split and then fail in `apply_rotary_emb` with a shape error, not silently.
+# Bria, LongCat-Image, Ovis-Image: Flux 1's forward and so Flux 1's splits (`[S, 3]` ids, or the deprecated
+# `[B, S, 3]` that Bria's and Ovis's forwards still take, split on their token dim; `ids = cat(txt_ids, img_ids)`;
+# blocks that concatenate `[text, image]`).
 _FLUX_LIKE = FLUX
 
 # Flux 2: its pipelines pass batched `[B, S, 4]` ids (the forward takes row 0), so the ids split along dim 1, as in
 # diffusers' own `_cp_plan`. That plan splits the text unconditionally; ours keeps it whole when P does not divide it.
 # The double-stream blocks keep text and image apart and the single-stream input is `cat([text, image])` of the
-# local chunks, with the RoPE table concatenated the same way. Not covered: the Klein KV-cache mode
-# (`kv_cache_mode`), whose reference tokens self-attend apart from the rest (a split attention the core cannot shard).
+# local chunks, with the RoPE table concatenated the same way. Refused: the Klein KV-cache mode (`kv_cache_mode`,
+# `Flux2KleinKVPipeline` with reference images). In "extract" the reference tokens lead `hidden_states` and the
+# forward blends their modulation and cuts them out by their whole count (on sharded tokens: a wrong output of the
+# wrong length, with any processor), and they self-attend apart from the rest through `_flux2_kv_causal_attention`, a
+# helper outside the processors' `__call__`; "cached" attends to cached K/V through the same helper. Reference images
+# given as ordinary image tokens (`Flux2KleinPipeline`, `kv_cache_mode=None`) are covered.
 _FLUX2 = SequencePlan(
     split={
         "": {
@@ -33,6 +37,12 @@ _FLUX2 = SequencePlan(
             "encoder_hidden_states": SplitOrReplicate(split_dim=1, expected_dims=3),
             "img_ids": ContextParallelInput(split_dim=1, expected_dims=3),
             "txt_ids": SplitOrReplicate(split_dim=1, expected_dims=3),
+            "kv_cache_mode": Refused(
+                "Flux2Transformer2DModel's reference-image KV cache (kv_cache_mode 'extract' and 'cached') cuts and "
+                "attends the reference tokens apart from the rest, which sharded tokens would get wrong. The default "
+                "mode works: pass kv_cache_mode=None, with any reference images as ordinary image tokens "
+                "(Flux2KleinPipeline rather than Flux2KleinKVPipeline)."
+            ),
         },
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },

@@ -7,7 +7,7 @@ block's output, not at `proj_out`.
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
-from .base import Replicated, SequencePlan, SplitOrReplicate
+from .base import Replicated, SequencePlan, SplitOrReplicate, TokenCount
 
 _ROPE_ROWS = ContextParallelInput(split_dim=0, expected_dims=2)
 
@@ -36,28 +36,25 @@ HUNYUAN_VIDEO_FRAMEPACK = SequencePlan(
 )
 
 
-def _hunyuan_video(transformer) -> SequencePlan | None:
-    # Image-to-video with token replacement modulates the first frame's tokens apart, by a token count over the whole
-    # sequence (`first_frame_num_tokens`): no contiguous split keeps that right.
-    if transformer.config.image_condition_type == "token_replace":
-        return None
+def _hunyuan_video(transformer) -> SequencePlan:
     # The video splits right after patch embedding, its RoPE tables with it. The text stays whole at every P
     # (`Replicated`): the token refiner attends over the whole prompt, and `forward` builds the joint [video, text]
     # key-padding mask from local lengths plus the whole prompt's valid count, which is this rank's mask only while
     # each rank holds all the text. Attention then takes the text as a replicated block after the video.
-    return SequencePlan(
-        split={
-            "x_embedder": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
-            "context_embedder": {0: Replicated(split_dim=1, expected_dims=3, split_output=True)},
-            "rope": {
-                0: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
-                1: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
-            },
-            "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    split = {
+        "x_embedder": {0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)},
+        "context_embedder": {0: Replicated(split_dim=1, expected_dims=3, split_output=True)},
+        "rope": {
+            0: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
+            1: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
         },
-        local_attention=("context_embedder.*",),
-        replicated_front=False,
-    )
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
+    if transformer.config.image_condition_type == "token_replace":
+        # Image-to-video by token replacement modulates the first frame's tokens apart: every block takes their count
+        # over the whole video (`num_tokens`, the first `x[:, :num_tokens]` rows) and is given this rank's share.
+        split["transformer_blocks.*"] = split["single_transformer_blocks.*"] = {"num_tokens": TokenCount()}
+    return SequencePlan(split=split, local_attention=("context_embedder.*",), replicated_front=False)
 
 
 PLANS = {

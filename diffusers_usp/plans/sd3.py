@@ -6,8 +6,9 @@ order the all-to-all assembles the per-rank `[text chunk, image chunk]` pieces i
 sharded with the image when P divides its length, else whole on every rank and a replicated block in attention.
 
 ControlNet residuals (`block_controlnet_hidden_states`, one image-token tensor per controlled block) are split like
-the image; SD3's ControlNet is parallelized too (below). Not covered: SD3's IP-Adapter (its processor's second
-kernel call attends the local image queries to the image-prompt tokens inside a sharded module, which the core refuses).
+the image; SD3's ControlNet is parallelized too (below). SD3's IP-Adapter is exact: its processor's second kernel
+call attends the image queries to `[image, image-prompt]` keys, which `USPProcessor` runs as sharded self-attention
+with the image-prompt tokens (whole on every rank) as a replicated K/V block.
 """
 
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput

@@ -58,6 +58,7 @@ def _hunyuan_dit_inputs(model, g, height=8, width=12):
     }
 
 
+# Without text, a cross-attention config self-attends in `attn2`, which the plan attends locally as cross-attention.
 _UNET_BLOCK = dict(num_attention_heads=2, attention_head_dim=16, in_channels=8, num_layers=2, norm_num_groups=4,
                    cross_attention_dim=16, use_linear_projection=True)  # fmt: skip
 
@@ -116,8 +117,13 @@ CASES = {
         ),
         inputs=_hunyuan_dit_inputs,
     ),
-    # SD 2.x / SDXL layout (linear projections), cross-attention with a padding mask.
-    "Transformer2DModel": Case(config=_UNET_BLOCK, inputs=_unet_block_inputs),
+    # SD 2.x / SDXL layout (linear projections), cross-attention with a padding mask. The other layouts and input
+    # modes (1x1-conv projections, discrete, patched) and the refused ones: `tests/test_modes.py`.
+    "Transformer2DModel": Case(
+        config=_UNET_BLOCK,
+        inputs=_unet_block_inputs,
+        limits="GLIGEN's `attention_type='gated'` (its fuser self-attends over image and grounding)",
+    ),
     # DreamLite's Q/K RMS norm. Not its GQA: standalone, the model keeps `AttnProcessor2_0`, which cannot run
     # `num_kv_heads` (the DreamLite U-Net installs its GQA-aware processor, which calls `dispatch_attention_fn`).
     "DreamLiteTransformer2DModel": Case(

@@ -103,6 +103,8 @@ CASES = {
             axes_dims_rope=(4, 4, 4, 4),
         ),
         inputs=_flux2_inputs,
+        limits="the reference-image KV cache (`kv_cache_mode='extract'` or `'cached'`: Flux2KleinKVPipeline with "
+        "reference images; `kv_cache_mode=None` works)",
     ),
     "Flux3Transformer2DModel": Case(
         config=dict(
