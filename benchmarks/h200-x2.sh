@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every record of results/h200-x2.json, in the order they were measured, on one 2-GPU machine (one lease): stock at
 # world 1 on GPU 0, usp and diffusers' native Ulysses at world 2. About 17 minutes on 2 H200s; then the table and plot.
+# Ring attention is measured by benchmarks/h200-x2-ring.sh into results/h200-x2-ring.json, with the stock and Ulysses
+# records it is compared with measured again in its own lease.
 # NVLink multicast stays off (the machine's owners require it; NCCL does not need it here).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-IMPLS = ("stock", "usp", "diffusers")
+IMPLS = ("stock", "usp", "usp-ring2", "diffusers", "diffusers-ring2")
 MODES = (
     "eager",
     "graph",

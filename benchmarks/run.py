@@ -76,18 +76,32 @@ MODELS = {
 }
 
 
+IMPLS = ("stock", "usp", "usp-ring2", "diffusers", "diffusers-ring2")
+
+
+def ring_degree(impl: str) -> int:
+    """`usp-ring2` -> 2: the ring degree an impl name asks for (1 without a `-ring` suffix)."""
+    return int(impl.partition("-ring")[2] or 1)
+
+
 def not_applicable(spec: ModelSpec, impl: str, mode: str, world: int, device: torch.device) -> str | None:
     """Why this combination is not measured, or `None`."""
     sharded, text = spec.tokens
+    if world % ring_degree(impl):
+        return f"{impl} needs a multiple of {ring_degree(impl)} ranks"
     if impl == "stock" and world > 1:
         return "stock is the single-GPU baseline (world 1 only)"
-    if impl == "diffusers" and world < 2:
-        return "diffusers' ContextParallelConfig needs ulysses_degree >= 2"
-    if impl == "diffusers" and device.type != "cuda":
+    native = impl.startswith("diffusers")
+    if native and world < 2:
+        return "diffusers' ContextParallelConfig needs a degree >= 2"
+    if native and device.type != "cuda":
         return "diffusers 0.42.1 enable_parallelism takes rank % torch.accelerator.device_count(), which is 0 on CPU"
-    if impl == "diffusers" and (sharded % world or text % world or spec.heads % world):
-        return f"diffusers' Ulysses needs {world} to divide {sharded} tokens, {text} text tokens and {spec.heads} heads"
-    if impl == "usp" and sharded % world:
+    if native and (sharded % world or text % world or spec.heads % (world // ring_degree(impl))):
+        return (
+            f"diffusers' {impl} needs {world} to divide {sharded} tokens and {text} text tokens, and its Ulysses "
+            f"degree the {spec.heads} heads"
+        )
+    if impl.startswith("usp") and sharded % world:
         return f"usp needs {world} to divide the {sharded} image/video tokens"
     if mode in GRAPHED and device.type != "cuda":
         return "CUDA graphs need a CUDA device"
@@ -110,12 +124,19 @@ def build(spec: ModelSpec, impl: str, world: int, device: torch.device, dtype: t
     model.eval()
     if device.type == "cuda":
         torch.cuda.empty_cache()  # hand back the float32 staging blocks of the initialisation
-    if impl == "usp":
-        diffusers_usp.parallelize(model)
-    elif impl == "diffusers":
+    ring = ring_degree(impl)
+    if impl.startswith("usp"):
+        diffusers_usp.parallelize(model, ring_degree=ring)
+    elif impl.startswith("diffusers"):
         # diffusers' documented path: the default "native" (SDPA) backend supports context parallelism, and the
-        # config builds its own (ring=1, ulysses=world) device mesh over the default process group.
-        model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
+        # config builds its own (ring, ulysses) device mesh over the default process group.
+        ulysses = world // ring
+        if ring > 1:  # its ring merges by LSE, which the default native backend does not return
+            model.set_attention_backend("_native_flash")
+        config = ContextParallelConfig(
+            ring_degree=ring if ring > 1 else None, ulysses_degree=ulysses if ulysses > 1 else None
+        )
+        model.enable_parallelism(config=config)
     make_inputs = tiny.flux_transformer_inputs if flux else tiny.wan_transformer_inputs
     return model, make_inputs(model, seed=seed + 1, **spec.shape)  # drawn on the CPU: identical on every rank
 
@@ -283,7 +304,7 @@ def _nccl_version() -> str | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=["flux-dev-1024"])
-    p.add_argument("--impls", nargs="+", choices=("stock", "usp", "diffusers"), default=["stock", "usp"])
+    p.add_argument("--impls", nargs="+", choices=IMPLS, default=["stock", "usp"])
     p.add_argument("--modes", nargs="+", choices=MODES, default=["eager"], help="always run as eager, graph, compiled")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
     p.add_argument("--repeat", type=int, default=10, help="timed steps; the median is reported")

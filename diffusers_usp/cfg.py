@@ -9,7 +9,7 @@ diffusers pipelines run CFG in one of two ways; `CFGHook`, the outermost hook on
   both groups.
 - Sequential (Wan, Qwen-Image, Flux's true CFG, HunyuanVideo: a call inside `transformer.cache_context("cond")`,
   then one inside `cache_context("uncond")`): the cond call computes on CFG group 0 only and returns, on every rank, a
-  `_Pending` tensor; the uncond call computes on group 1 only; one all-gather across the CFG axis then gives every
+  `PendingTensor`; the uncond call computes on group 1 only; one all-gather across the CFG axis then gives every
   rank both outputs, and the cond output fills the pending tensor. Any use of a pending tensor before that first
   broadcasts group 0's output to group 1, so a pipeline that never makes the uncond call still reads exact values.
 
@@ -31,6 +31,7 @@ from diffusers.hooks.hooks import BaseState, StateManager
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 
 from .comm import _all_gather_stacked
+from .pending import PendingTensor, pending_tensor, plain
 from .plans import SequencePlan
 from .sharding import _check_same_inputs
 from .state import UlyssesGroup
@@ -86,7 +87,7 @@ class _ContextName(StateManager):
 class _Pair:
     """A cond output computed by CFG group 0 and not yet on group 1: its pending tensors, in output order."""
 
-    placeholders: list[_Pending]
+    placeholders: list[PendingTensor]
     metas: list[tuple]  # ("tensor", shape, dtype, device) of each
 
 
@@ -104,39 +105,6 @@ class _Step:
     known: tuple | None = None
     pair: _Pair | None = None
     local: int = 0
-
-
-class _Pending(torch.Tensor):
-    """The output of the first call of a sequential CFG pair, returned on every rank before group 1 holds its values.
-
-    Any torch function given one, `.shape` and printing included, first settles its pair: every rank runs the same
-    pipeline code, so every rank reaches that use at the same point and takes part in the broadcast from group 0.
-    Once settled it is an ordinary tensor; the results of operations on it are plain tensors.
-    """
-
-    _usp_owner: CFGHook | None
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        for x in tree_leaves((args, kwargs)):
-            if type(x) is _Pending and x._usp_owner is not None:
-                x._usp_owner.settle("the pipeline used the conditional output before making the unconditional call")
-        with torch._C.DisableTorchFunctionSubclass():
-            return func(*args, **kwargs)
-
-
-def _pending(x: torch.Tensor, owner: CFGHook) -> _Pending:
-    with torch._C.DisableTorchFunctionSubclass():
-        pending = x.as_subclass(_Pending)
-    pending._usp_owner = owner
-    return pending
-
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    """The same storage as an ordinary tensor, whatever `x`'s class."""
-    with torch._C.DisableTorchFunctionSubclass():
-        return x.as_subclass(torch.Tensor)
 
 
 def _key(value):
@@ -215,8 +183,8 @@ class CFGHook(ModelHook):
     def _begin(self, module, args: tuple, kwargs: dict) -> _Step:
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             raise RuntimeError(f"{type(module).__name__}: {_NOT_TRACED}")
-        for x in tree_leaves((args, kwargs)):
-            if type(x) is _Pending and x._usp_owner is not None:  # here, on every rank, not inside one group's call
+        for x in tree_leaves((args, kwargs)):  # here, on every rank, not inside one group's call
+            if type(x) is PendingTensor and x._usp_owner is not None:
                 x._usp_owner.settle("a pending conditional output was passed to a transformer call")
         if not self.checked:
             # Ranks of one Ulysses group are compared by its own input check; this compares the two CFG groups.
@@ -274,7 +242,7 @@ class CFGHook(ModelHook):
                 continue
             _, shape, dtype, device = meta
             x = leaves[i].contiguous() if leaves is not None else torch.empty(shape, dtype=dtype, device=device)
-            pair.placeholders.append(_pending(x, self))
+            pair.placeholders.append(pending_tensor(x, self))
             pair.metas.append(meta)
             out.append(pair.placeholders[-1])
         self.pending = pair
@@ -305,7 +273,7 @@ class CFGHook(ModelHook):
                 out.append(meta[1])
                 continue
             cond = next(tensors)
-            mine = _plain(cond) if leaves is None else leaves[i].contiguous()
+            mine = plain(cond) if leaves is None else leaves[i].contiguous()
             both = _all_gather_stacked(mine.reshape(-1), self.axis).view(2, *mine.shape)
             with torch._C.DisableTorchFunctionSubclass():
                 if self.axis.rank == 1:
@@ -333,7 +301,7 @@ class CFGHook(ModelHook):
                 "both groups.",
             )
         for pending in pair.placeholders:
-            dist.broadcast(_plain(pending), group=self.axis.group, group_src=0)
+            dist.broadcast(plain(pending), group=self.axis.group, group_src=0)
 
     def _signature(self, name: str, args, kwargs):
         try:

@@ -14,7 +14,8 @@ from diffusers.hooks import HookRegistry, ModelHook
 from .cfg import _HOOK as _CFG_HOOK
 from .cfg import apply_cfg_parallel, remove_cfg_parallel
 from .plans import PLANS, SequencePlan, plan_for
-from .processor import AttentionRole, USPProcessor
+from .processor import USPProcessor
+from .role import AttentionRole
 from .sharding import SequenceState, apply_sequence_sharding, remove_sequence_sharding
 from .state import ParallelDims, group_ranks, group_timeout, ulysses_group
 
@@ -49,6 +50,7 @@ def _models(obj) -> list[tuple[torch.nn.Module, bool]]:
 def parallelize(
     pipe_or_transformer: T,
     *,
+    ring_degree: int = 1,
     cfg_degree: int = 1,
     group: dist.ProcessGroup | None = None,
     timeout: timedelta | None = DEFAULT_TIMEOUT,
@@ -64,6 +66,13 @@ def parallelize(
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
             A pipeline (its `transformer`, `transformer_2`, ... components are parallelized, and its `controlnet`
             where a plan exists; any other ControlNet runs whole on every rank, with a warning) or a transformer.
+        ring_degree (`int`, defaults to 1):
+            The number of Ulysses groups that split one sequence as a ring: the ranks sharing a sequence form
+            `ring_degree` groups of `world // ring_degree` consecutive ranks each. Every attention then runs Ulysses
+            inside each group and passes key/value blocks between groups, point to point, overlapped with attention.
+            Use it across machines (`ring_degree` = the number of machines keeps the all-to-alls inside each) or for
+            more ranks than heads. It must divide the number of ranks (with `cfg_degree=2`, the ranks of one CFG
+            group). docs/launching.md ("Several machines: ring attention") has the layout and limits.
         cfg_degree (`int`, defaults to 1):
             1, or 2 for CFG parallel: the ranks split into 2 groups (consecutive ranks together), each running
             Ulysses over its own ranks, and the conditional and unconditional branches of classifier-free guidance
@@ -88,21 +97,28 @@ def parallelize(
     """
     if group is not None and timeout is not DEFAULT_TIMEOUT:
         raise ValueError("Pass `group` or `timeout`, not both: a given group keeps the timeout it was created with.")
-    ulysses = ulysses_group(group)  # first: it names the fix when a launcher started processes without a group
-    dims = ParallelDims(cfg_degree, group_ranks(group), timeout if group is None and timeout else group_timeout(group))
-    cfg = None
-    if dims.cfg > 1:
-        ulysses, cfg = dims.axis("ulysses"), dims.axis("cfg")  # builds the mesh: collective, like new_group below
+    sequence = ulysses_group(group)  # first: it names the fix when a launcher started processes without a group
+    dims = ParallelDims(
+        group_ranks(group), cfg_degree, ring_degree, timeout if group is None and timeout else group_timeout(group)
+    )
+    cfg = ring = ulysses = None
+    if dims.cfg > 1 or dims.ring > 1:  # builds the mesh: collective, like new_group below
+        sequence = dims.axis("sequence")
+        cfg = dims.axis("cfg") if dims.cfg > 1 else None
+        if dims.ring > 1:
+            ring, ulysses = dims.axis("ring"), dims.axis("ulysses")
     elif group is None and timeout is not None and dist.is_available() and dist.is_initialized():
         group = dist.new_group(timeout=timeout)  # collective: every rank calls parallelize in the same order
-        ulysses = ulysses_group(group)
+        sequence = ulysses_group(group)
     for transformer, required in _models(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
             degree = 2 if transformer._diffusers_hook.get_hook(_CFG_HOOK) is not None else 1
-            if degree != dims.cfg:
+            ring_now = transformer._usp_sequence.ring.size if transformer._usp_sequence.ring is not None else 1
+            if (degree, ring_now) != (dims.cfg, dims.ring):
                 raise ValueError(
-                    f"{type(transformer).__name__} is already parallelized with cfg_degree={degree}: call "
-                    f"diffusers_usp.remove_parallelism() first to parallelize it with cfg_degree={dims.cfg}."
+                    f"{type(transformer).__name__} is already parallelized with cfg_degree={degree} and "
+                    f"ring_degree={ring_now}: call diffusers_usp.remove_parallelism() first to parallelize it with "
+                    f"cfg_degree={dims.cfg} and ring_degree={dims.ring}."
                 )
             continue
         plan = plan_for(transformer)
@@ -124,7 +140,9 @@ def parallelize(
                 f"{type(transformer).__name__} already has diffusers' own context parallelism enabled "
                 "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
             )
-        state = SequenceState(ulysses, replicated_front=plan.replicated_front, check_inputs=check_inputs)
+        state = SequenceState(
+            sequence, replicated_front=plan.replicated_front, check_inputs=check_inputs, ring=ring, ulysses=ulysses
+        )
         processors = _install_processors(transformer, plan, state)
         apply_sequence_sharding(transformer, plan, state)
         # Registered after the split hooks, so it runs first: a replaced processor is refused before any collective.

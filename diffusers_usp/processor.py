@@ -21,21 +21,18 @@ import inspect
 import sys
 import types
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 from .attention import head_parallel_attention, local_attention, ulysses_attention
+from .ring import usp_ring_attention
+from .role import AttentionRole
 from .state import UlyssesGroup, ulysses_group
 
-if TYPE_CHECKING:
-    from .sharding import SequenceState
-
 _DISPATCH = "dispatch_attention_fn"
-_MODES = ("heads", "sharded", "local")
 
 # Processors whose kernel calls after the first attend the module's own image queries to IP-Adapter image-prompt
 # tokens, which every rank holds whole (they come from the image encoder, not from the split sequence). Decided by
@@ -56,53 +53,6 @@ def _names_used(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _names_used(const)
     return names
-
-
-@dataclass(frozen=True)
-class AttentionRole:
-    """What one attention module does under Ulysses sequence parallelism. `parallelize` builds one per module.
-
-    Args:
-        mode (`str`, defaults to `"heads"`):
-            - `"heads"`: the sequence is not sharded. Every rank holds all tokens, attends its own slice of the heads,
-              and one all-gather completes them. A bare `USPProcessor()` has this role, and warns once.
-            - `"sharded"`: the module attends the sharded sequence: one all-to-all in, one out (Ulysses).
-            - `"local"`: the module's keys and values are whole on every rank (cross-attention to text, a refiner
-              that runs before the split): it attends locally, with no collective.
-        sequence (`SequenceState`, *optional*):
-            The transformer's per-forward sharding state. Required by `"sharded"` and `"local"`, which take their
-            process group from it; not allowed with `"heads"`.
-        joint (`bool`, defaults to `True`):
-            Whether this module's sequence holds the plan's joint text tokens (a replicated block when P does not
-            divide their count).
-        sharded_queries (`bool`, defaults to `False`):
-            For `"local"`: its queries are this rank's share of the sharded sequence (a cross-attention inside the
-            sharded blocks). A call made without its context (`encoder_hidden_states=None`) then self-attends those
-            tokens, so that call runs as sharded self-attention.
-        model (`str`), path (`str`):
-            The transformer class and the module's path in it, for error messages.
-    """
-
-    mode: str = "heads"
-    sequence: SequenceState | None = None
-    joint: bool = True
-    sharded_queries: bool = False
-    model: str = ""
-    path: str = ""
-
-    def __post_init__(self):
-        if self.mode not in _MODES:
-            raise ValueError(f"AttentionRole mode must be one of {_MODES}, not {self.mode!r}.")
-        if (self.mode == "heads") != (self.sequence is None):
-            raise ValueError(
-                f"AttentionRole(mode={self.mode!r}) "
-                + ("takes no `sequence`." if self.mode == "heads" else "needs the transformer's `sequence` state.")
-            )
-        if self.sharded_queries and self.mode != "local":
-            raise ValueError("`sharded_queries` describes a local module; this role is " + repr(self.mode) + ".")
-
-    def __str__(self) -> str:
-        return f"{self.model} `{self.path}` ({self.mode})" if self.path else self.mode
 
 
 class USPProcessor:
@@ -272,7 +222,7 @@ class USPProcessor:
                 enable_gqa=enable_gqa or q.shape[2] != k.shape[2], attention_kwargs=attention_kwargs, backend=backend,
             )  # fmt: skip
 
-        return self._attend(query, key, value, kernel, attn_mask, is_causal)
+        return self._attend(query, key, value, kernel, attn_mask, is_causal, scale, dropout_p)
 
     def _sdpa(
         self,
@@ -295,14 +245,13 @@ class USPProcessor:
             )  # fmt: skip
             return out.transpose(1, 2)
 
-        out = self._attend(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), kernel, attn_mask, is_causal
-        )
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        out = self._attend(query, key, value, kernel, attn_mask, is_causal, scale, dropout_p)
         return out.transpose(1, 2)
 
     # -- routing ----------------------------------------------------------------------------------------------------
 
-    def _attend(self, query, key, value, kernel, attn_mask, is_causal) -> torch.Tensor:
+    def _attend(self, query, key, value, kernel, attn_mask, is_causal, scale, dropout_p) -> torch.Tensor:
         group = self._group
         if group is None:
             group = self._group = ulysses_group(self._group_arg)
@@ -320,13 +269,17 @@ class USPProcessor:
                 raise NotImplementedError(f"{self.role}: an IP-Adapter attention with a mask is not supported.")
             q_tokens = query.shape[1]  # the image keys are the queries' own tokens; the image-prompt ones follow
             prompt = (key[:, q_tokens:], value[:, q_tokens:])
-            return self._ulysses(query, key[:, :q_tokens], value[:, :q_tokens], kernel, None, is_causal, False, prompt)
+            key, value = key[:, :q_tokens], value[:, :q_tokens]
+            return self._sharded(query, key, value, kernel, None, is_causal, scale, dropout_p, False, prompt)
         if self._local and not self._self_attends:
             return local_attention(query, key, value, kernel, attn_mask)
         # A local module called without its context self-attends its own (sharded) tokens, without the joint text.
-        return self._ulysses(query, key, value, kernel, attn_mask, is_causal, self.role.joint and not self._local)
+        joint = self.role.joint and not self._local
+        return self._sharded(query, key, value, kernel, attn_mask, is_causal, scale, dropout_p, joint)
 
-    def _ulysses(self, query, key, value, kernel, attn_mask, is_causal, joint, kv_prefix=None) -> torch.Tensor:
+    def _sharded(
+        self, query, key, value, kernel, attn_mask, is_causal, scale, dropout_p, joint, kv_prefix=None
+    ) -> torch.Tensor:
         if is_causal:
             raise NotImplementedError(
                 f"{self.role}: causal attention over a sharded sequence is not supported: the all-to-all gathers "
@@ -349,13 +302,21 @@ class USPProcessor:
                 f"split gave this rank {seq_lens[group.rank]}: its sequence is not the one that was split unevenly. "
                 f"Choose token counts that {group.size} divides for this model, or mark the module in its plan."
             )
+        key_mask = None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1])
+        if seq.ring is not None and seq.ring.size > 1:
+            if dropout_p:
+                raise NotImplementedError(f"{self.role}: ring attention does not apply attention dropout (training).")
+            # Ring steps attend with a kernel that returns the log-sum-exp (`ring.attention_lse`), not with the
+            # wrapped processor's kernel: the exact merge of blocks needs it, and diffusers' backends do not return it.
+            return usp_ring_attention(
+                query, key, value, seq.ulysses, seq.ring,
+                replicated=replicated, replicated_front=seq.replicated_front, kv_prefix=kv_prefix, seq_lens=seq_lens,
+                key_mask=key_mask, scale=scale,
+            )  # fmt: skip
         return ulysses_attention(
             query, key, value, kernel, group,
-            replicated=replicated,
-            replicated_front=seq.replicated_front,
-            kv_prefix=kv_prefix,
-            seq_lens=seq_lens,
-            key_mask=None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1]),
+            replicated=replicated, replicated_front=seq.replicated_front, kv_prefix=kv_prefix, seq_lens=seq_lens,
+            key_mask=key_mask,
         )  # fmt: skip
 
     def _warn_heads_only(self) -> None:

@@ -39,8 +39,9 @@ def attention_lse(
         scale (`float`): the softmax scale.
 
     Returns:
-        `(out, lse)`: `[B, h, Sq, D]` and `[B, h, Sq]`, both float32. A row with no attended key has `lse = -inf` and
-        `out = 0`, so that it weighs nothing in a merge.
+        `(out, lse)`: `[B, h, Sq, D]` in the kernel's dtype (float32 on the math path; `merge_lse` accumulates in
+        float32) and `[B, h, Sq]` in float32. A row with no attended key has `lse = -inf` and `out = 0`, so that it
+        weighs nothing in a merge.
     """
     if q.is_cuda and q.shape[-1] % 8 == 0 and q.dtype in _FUSED_DTYPES:  # else the math path below
         return _attention_lse_cuda(q, k, v, bias, scale)
@@ -54,10 +55,32 @@ def attention_lse(
     return probs @ v_bhsd, lse
 
 
+# Per CUDA device index: whether its cuDNN attention is the fast kernel (Hopper and later, where SDPA itself picks it).
+_CUDNN_FAST: dict[int | None, bool] = {}
+
+
+def _cudnn_fast(device: torch.device) -> bool:
+    fast = _CUDNN_FAST.get(device.index)
+    if fast is None:
+        fast = torch.backends.cudnn.is_available() and torch.cuda.get_device_capability(device) >= (9, 0)
+        _CUDNN_FAST[device.index] = fast
+    return fast
+
+
 def _attention_lse_cuda(q, k, v, bias, scale):
-    """`attention_lse` with the memory-efficient kernel: it takes a float bias and returns the LSE in float32 (flash
-    attention returns it too, but takes no mask, and the ring step with the prefix needs one)."""
-    B, Sq, h, _ = q.shape
+    """`attention_lse` on CUDA. Without a bias in half precision: the kernel SDPA itself runs there, cuDNN's on
+    Hopper and later (flash attention before), asked for the LSE, which both return in float32. On an H200, flash
+    attention took 1.6 to 1.8 times as long as cuDNN's at ring-block shapes (`benchmarks/lse_kernels.py`). With a
+    bias (a key mask, or the zero bias of a prefix beside a masked block), or in float32: the memory-efficient
+    kernel, which takes a float bias and returns the LSE too."""
+    B, Sq, h, D = q.shape
+    if bias is None and q.dtype != torch.float32 and D <= 128:
+        q_, k_, v_ = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if _cudnn_fast(q.device):
+            out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q_, k_, v_, None, True, scale=scale)[:2]
+        else:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q_, k_, v_, scale=scale)[:2]
+        return out, lse.reshape(B, h, Sq)  # no bias: every row attends at least one key, so no lse is -inf
     Sk = k.shape[1]
     attn_bias = None
     if bias is not None:
@@ -69,7 +92,13 @@ def _attention_lse_cuda(q, k, v, bias, scale):
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias, True, scale=scale
     )[:2]
     lse = lse[..., :Sq]  # padded to a multiple of 32 queries
-    return out.float().masked_fill((lse == float("-inf")).unsqueeze(-1), 0.0), lse
+    # A key-padding bias is the same for every query and head: a batch row whose keys of this block are all masked
+    # has no attended key in any row. Set what the kernel leaves there (not specified) to what a merge needs.
+    dead = torch.isneginf(bias).all(dim=-1) if bias is not None else None  # [B]
+    if dead is not None:
+        lse = lse.masked_fill(dead[:, None, None], float("-inf"))
+        out = out.masked_fill(dead[:, None, None, None], 0.0)
+    return out, lse
 
 
 def _finite(lse: torch.Tensor) -> torch.Tensor:
@@ -83,16 +112,19 @@ def merge_lse(
     softmax denominator, `exp(lse_side - lse_total)`.
 
     Args:
-        out, block_out (`torch.Tensor`): `[B, h, Sq, D]` float32 partial outputs; `out` is updated in place.
+        out, block_out (`torch.Tensor`): `[B, h, Sq, D]` partial outputs. A float32 `out` is updated in place; one in
+            another dtype (the first block's, as its kernel returned it) is replaced by a float32 tensor.
         lse, block_lse (`torch.Tensor`): `[B, h, Sq]` float32 log-sum-exps of the keys each side attended.
 
     Returns:
-        `(out, lse)` over the keys of both sides.
+        `(out, lse)` over the keys of both sides, `out` in float32.
     """
     total = torch.logaddexp(lse, block_lse)
     anchor = _finite(total)  # a row no key of either side reaches stays 0 (and -inf) instead of nan
-    out.mul_(torch.exp(lse - anchor).unsqueeze(-1)).add_(block_out * torch.exp(block_lse - anchor).unsqueeze(-1))
-    return out, total
+    weight = torch.exp(lse - anchor).unsqueeze(-1)
+    # Two passes over the output: scale (reading the first block in its own dtype), then a fused multiply-add.
+    out = out.mul_(weight) if out.dtype == torch.float32 else out * weight
+    return out.addcmul_(block_out, torch.exp(block_lse - anchor).unsqueeze(-1)), total
 
 
 def _kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -254,11 +286,11 @@ def usp_ring_attention(
                 work.wait()
             block = incoming
 
-    # (B, h, replicated + S_BLOCK, D) -transpose-> (B, replicated + S_BLOCK, h, D)
-    out = out.transpose(1, 2).to(query.dtype)
+    # (B, h, replicated + S_BLOCK, D) -transpose-> (B, replicated + S_BLOCK, h, D), cast in the same copy
+    out = query.new_empty(B, out.shape[2], out.shape[1], D).copy_(out.transpose(1, 2))
     if U > 1:  # 4. Ulysses out; the replicated rows ride to every destination in the same collective.
         send = pack_out(out, split, group_lens, replicated, not replicated_front)
         return unpack_heads(exchange_out(send, ulysses, group_lens, replicated, B, D), split)
     if replicated and not replicated_front:
         return torch.cat([out[:, replicated:], out[:, :replicated]], dim=1)
-    return out.contiguous()
+    return out

@@ -37,9 +37,13 @@ class SequenceState:
     """What one parallelized transformer's attention processors need to know about the current forward.
 
     Args:
-        group (`UlyssesGroup`): the ranks sharing the sequence.
+        group (`UlyssesGroup`): the ranks sharing the sequence, which hold its chunks in rank order.
         replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
         check_inputs (`bool`): compare the inputs across ranks on the first forward.
+        ring (`UlyssesGroup`, *optional*): with ring attention, this rank's ring group (the ranks holding the same
+            heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
+            no ring, and `group` is the Ulysses group.
+        ulysses (`UlyssesGroup`, *optional*): with ring attention, this rank's Ulysses group.
 
     Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
     `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
@@ -49,10 +53,21 @@ class SequenceState:
     group: UlyssesGroup
     replicated_front: bool = True
     check_inputs: bool = True
+    ring: UlyssesGroup | None = None
+    ulysses: UlyssesGroup | None = None
     checked: bool = field(default=False, repr=False)
     replicated: int = 0
     text: int = 0
     lengths: set[int] = field(default_factory=set)
+
+    def __post_init__(self):
+        if (self.ring is None) != (self.ulysses is None):
+            raise ValueError("SequenceState takes `ring` and `ulysses` together, or neither.")
+        if self.ring is not None and self.ring.size * self.ulysses.size != self.group.size:
+            raise ValueError(
+                f"A ring of {self.ring.size} Ulysses groups of {self.ulysses.size} ranks does not make the "
+                f"{self.group.size} ranks of the sequence group."
+            )
 
     def reset(self) -> None:
         self.replicated = self.text = 0

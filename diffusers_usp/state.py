@@ -1,5 +1,5 @@
-"""Process groups: which ranks share one attention (Ulysses), which run the other branch of classifier-free guidance
-(CFG), and where this process sits in each."""
+"""Process groups: which ranks share one attention (Ulysses), which pass key/value blocks around a ring of Ulysses
+groups (ring), which run the other branch of classifier-free guidance (CFG), and where this process sits in each."""
 
 from __future__ import annotations
 
@@ -67,31 +67,36 @@ def ulysses_group(group: dist.ProcessGroup | None = None) -> UlyssesGroup:
     return UlyssesGroup(None, 0, 1)
 
 
-# The mesh axes, outermost first. CFG is outermost: its two groups exchange one output per step, the least traffic,
-# so it may cross machines, while Ulysses' per-layer all-to-alls stay among neighbouring ranks. Ring attention
-# (issue #13) will be an axis between them.
-MESH_AXES = ("cfg", "ulysses")
+# The mesh axes, outermost first, ordered by how much they exchange per step. CFG exchanges one output per step, so
+# it may cross machines. Ring attention shifts each attention's key/value blocks between neighbours, overlapped with
+# attention. Ulysses' per-layer all-to-alls are the heaviest traffic, so its ranks are the innermost, consecutive
+# ones: with 8 processes per machine and a Ulysses degree of 8, each Ulysses group is one machine.
+MESH_AXES = ("cfg", "ring", "ulysses")
 
 
 @dataclass(frozen=True)
 class ParallelDims:
-    """How the ranks of one group divide among the parallelisms: `cfg` groups (CFG parallel) of `ulysses` ranks each,
-    laid out as a `DeviceMesh` with axes `MESH_AXES`, CFG outermost.
+    """How the ranks of one group divide among the parallelisms: `cfg` groups (CFG parallel), each a ring of `ring`
+    Ulysses groups of `ulysses` ranks, laid out as a `DeviceMesh` with axes `MESH_AXES`.
 
     Validated where it is made, with the numbers in the message; the mesh and its process groups are built on first
     use of `mesh`, which every rank of `ranks` must reach in the same order (creating process groups is collective).
 
     Args:
-        cfg (`int`): 1, or 2 to run the conditional and unconditional branches of classifier-free guidance on two
-            groups of ranks.
         ranks (`tuple[int, ...]`): the global ranks of the group being divided, in order. Consecutive ranks share a
-            Ulysses group: with 4 ranks and `cfg=2`, ranks 0 and 1 run one branch and ranks 2 and 3 the other.
+            Ulysses group: with 8 ranks, `cfg=2` and `ring=2`, ranks 0-3 run one branch of classifier-free guidance
+            as a ring of (0, 1) and (2, 3), and ranks 4-7 the other.
+        cfg (`int`, defaults to 1): 1, or 2 to run the conditional and unconditional branches of classifier-free
+            guidance on two groups of ranks.
+        ring (`int`, defaults to 1): the ring degree: how many Ulysses groups split one sequence, passing key/value
+            blocks around a ring.
         timeout (`datetime.timedelta`, *optional*): the timeout of every process group of the mesh; `None` for
             torch's default.
     """
 
-    cfg: int
     ranks: tuple[int, ...]
+    cfg: int = 1
+    ring: int = 1
     timeout: timedelta | None = None
 
     def __post_init__(self):
@@ -100,10 +105,16 @@ class ParallelDims:
                 f"cfg_degree must be 1 (off) or 2 (the conditional and unconditional branches of classifier-free "
                 f"guidance on two groups of ranks), not {self.cfg}."
             )
-        if self.world % self.cfg:
+        if not isinstance(self.ring, int) or self.ring < 1:
+            raise ValueError(f"ring_degree must be a positive integer, not {self.ring!r}.")
+        if self.world % (self.cfg * self.ring):
+            what = f"ring_degree ({self.ring})" if self.cfg == 1 else f"cfg_degree ({self.cfg})"
+            if self.cfg > 1 and self.ring > 1:
+                what = f"cfg_degree ({self.cfg}) x ring_degree ({self.ring}) = {self.cfg * self.ring}"
             raise ValueError(
-                f"cfg_degree ({self.cfg}) must divide the world size ({self.world}): launch a multiple of {self.cfg} "
-                "processes, or pass cfg_degree=1."
+                f"{what} must divide the world size ({self.world}): launch a multiple of {self.cfg * self.ring} "
+                f"processes, or lower the degree. The Ulysses degree is what is left: world // "
+                f"(cfg_degree x ring_degree)."
             )
 
     @property
@@ -112,15 +123,14 @@ class ParallelDims:
 
     @property
     def ulysses(self) -> int:
-        return self.world // self.cfg
+        return self.world // (self.cfg * self.ring)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (self.cfg, self.ulysses)
+        return (self.cfg, self.ring, self.ulysses)
 
     @functools.cached_property
-    def mesh(self) -> DeviceMesh:
-        """The `DeviceMesh` of `ranks`, shaped `shape` with axes `MESH_AXES`, built on first use."""
+    def _built(self) -> tuple[DeviceMesh, dist.ProcessGroup]:
         # Its process groups are made here with `new_group` and wrapped by `DeviceMesh.from_group`, rather than by
         # `init_device_mesh`, for two reasons:
         # - `init_device_mesh` takes a timeout only inside a backend-specific options object (NCCL's, gloo's); a
@@ -130,24 +140,41 @@ class ParallelDims:
         #   join. `use_local_synchronization` makes each one a collective of its members only (and names it from
         #   its ranks, so disjoint groups cannot collide). Every rank still walks every group in the same order,
         #   axis by axis, which keeps overlapping groups from deadlocking (torch's note on `new_group`).
+        # The sequence group (ring x Ulysses flattened, what the split and gather of the sequence use) is made the
+        # same way rather than by `DeviceMesh._flatten`, which is private and takes no timeout.
         from torch.distributed.device_mesh import DeviceMesh  # here: importing it costs every user of this module
 
         grid = torch.tensor(self.ranks, dtype=torch.int).view(self.shape)
         me = dist.get_rank()
-        groups = []
-        for axis in range(grid.dim()):
-            lines = grid.movedim(axis, -1).reshape(-1, grid.shape[axis])  # each line: the ranks of one group
+        groups, sequence = [], None
+        lines_per_axis = [grid.movedim(axis, -1).reshape(-1, grid.shape[axis]) for axis in range(grid.dim())]
+        for lines in lines_per_axis:  # each line: the ranks of one group
             for line in lines.tolist():
                 group = dist.new_group(line, timeout=self.timeout, use_local_synchronization=True)
                 if me in line:
                     groups.append(group)
+        sequence = groups[2]  # with no ring, the sequence group is the Ulysses group
+        if self.ring > 1:
+            for line in grid.reshape(self.cfg, -1).tolist():
+                group = dist.new_group(line, timeout=self.timeout, use_local_synchronization=True)
+                if me in line:
+                    sequence = group
         device = torch.accelerator.current_accelerator()
         device_type = device.type if device is not None and dist.get_backend() != "gloo" else "cpu"
-        return DeviceMesh.from_group(groups, device_type, mesh=grid, mesh_dim_names=MESH_AXES)
+        return DeviceMesh.from_group(groups, device_type, mesh=grid, mesh_dim_names=MESH_AXES), sequence
+
+    @property
+    def mesh(self) -> DeviceMesh:
+        """The `DeviceMesh` of `ranks`, shaped `shape` with axes `MESH_AXES`, built on first use."""
+        return self._built[0]
 
     def axis(self, name: str) -> UlyssesGroup:
-        """This process's group along one mesh axis (`"cfg"` or `"ulysses"`), with its rank and size in it."""
-        mesh = self.mesh
+        """This process's group along one mesh axis (`"cfg"`, `"ring"` or `"ulysses"`), or along `"sequence"`: the
+        ring and Ulysses axes flattened, the ranks that split one sequence (rank `ring_rank * ulysses + ulysses_rank`
+        in it, so that the sequence's chunks are in ring-major order)."""
+        mesh, sequence = self._built
+        if name == "sequence":
+            return UlyssesGroup(sequence, dist.get_rank(sequence), self.ring * self.ulysses)
         return UlyssesGroup(mesh.get_group(name), mesh.get_local_rank(name), mesh.size(MESH_AXES.index(name)))
 
 

@@ -49,13 +49,13 @@ def gloo_events(prof) -> dict[str, int]:
     return counts
 
 
-def run_model(model: str, shape: dict, mode: str = "parallelize", calls: int = 1, **config):
+def run_model(model: str, shape: dict, mode: str = "parallelize", calls: int = 1, ring_degree: int = 1, **config):
     """Every rank runs the model under USP; returns (output, collectives of the last call, warnings)."""
     transformer, inputs = build(model, shape, **config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if mode == "parallelize":
-            parallelize(transformer)
+            parallelize(transformer, ring_degree=ring_degree)
         else:
             transformer.set_attn_processor(USPProcessor())
         with torch.no_grad():
@@ -79,12 +79,12 @@ def feed_forward_tokens(model: str, shape: dict) -> list[int]:
     return seen
 
 
-def mismatched_inputs(model: str, shape: dict) -> str:
+def mismatched_inputs(model: str, shape: dict, ring_degree: int = 1) -> str:
     """Rank 1 gets different latents; every rank must raise."""
     transformer, inputs = build(model, shape)
     if dist.get_rank() == 1:
         inputs["hidden_states"] = inputs["hidden_states"] + 1e-3
-    parallelize(transformer)
+    parallelize(transformer, ring_degree=ring_degree)
     try:
         with torch.no_grad():
             transformer(**inputs, return_dict=False)
@@ -175,18 +175,29 @@ def attention_core(
     return (out - want_local).abs().max().item()
 
 
-def zoo_run(name: str) -> tuple[torch.Tensor, dict[str, int]]:
-    """A coverage case under `parallelize`: the output of the second forward and that forward's collectives (the
-    first adds the one-time input check)."""
+def zoo_run(name: str, ring_degree: int = 1) -> tuple[torch.Tensor, dict[str, int], int]:
+    """A coverage case under `parallelize`: the output of the second forward, that forward's collectives (the first
+    adds the one-time input check), and its number of attention kernel calls over the sharded sequence (a module
+    with differential attention makes two per call)."""
     import zoo
 
     model, inputs = zoo.build(name)
-    parallelize(model)
+    parallelize(model, ring_degree=ring_degree)
+    calls = [0]
+
+    def count(module, args, output):  # the processor counts the kernel calls it routed in the call just made
+        calls[0] += module.processor._kernel_calls
+
+    for module in model.modules():
+        role = getattr(getattr(module, "processor", None), "role", None)
+        if role is not None and role.mode == "sharded":
+            module.register_forward_hook(count)
     with torch.no_grad():
         model(**inputs, return_dict=False)
+        calls[0] = 0
         with profile() as prof:
             out = model(**inputs, return_dict=False)[0]
-    return (torch.stack(out) if isinstance(out, list) else out), gloo_events(prof)
+    return (torch.stack(out) if isinstance(out, list) else out), gloo_events(prof), calls[0]
 
 
 def one_rank_fails(timeout_s: float) -> tuple[str, float]:
@@ -211,10 +222,10 @@ def one_rank_fails(timeout_s: float) -> tuple[str, float]:
     return "returned", time.monotonic() - start
 
 
-def compiled_vs_eager(model: str, shape: dict, backend: str) -> float:
+def compiled_vs_eager(model: str, shape: dict, backend: str, ring_degree: int = 1) -> float:
     """Max difference between `torch.compile(fullgraph=True)` of a parallelized transformer and its eager output."""
     transformer, inputs = build(model, shape)
-    parallelize(transformer)
+    parallelize(transformer, ring_degree=ring_degree)
     with torch.no_grad():
         eager = transformer(**inputs, return_dict=False)[0]
         compiled = torch.compile(transformer, fullgraph=True, backend=backend)

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.profiler import profile
 
 from diffusers_usp import parallelize, tiny
-from diffusers_usp.cfg import _Pending
+from diffusers_usp.pending import PendingTensor
 
 WAN = dict(frames=2, height=8, width=8)  # 16 tokens
 NEGATIVE_TEXT = 5  # the uncond call's text length (the cond call's is 8): the two calls differ in more than values
@@ -48,7 +48,7 @@ def wan_reference(calls: list[tuple[str | None, dict]]) -> list[torch.Tensor]:
     return outputs
 
 
-def sequential(calls: list[tuple[str | None, dict]], use: tuple[int, ...] = (), warm: int = 2):
+def sequential(calls: list[tuple[str | None, dict]], use: tuple[int, ...] = (), warm: int = 2, ring_degree: int = 1):
     """Every rank makes `calls` on a tiny Wan transformer parallelized with cfg_degree=2, each in its cache context
     (`None`: no context), then ends the "pipeline call" as diffusers does (`_reset_stateful_cache`).
 
@@ -64,7 +64,7 @@ def sequential(calls: list[tuple[str | None, dict]], use: tuple[int, ...] = (), 
     outputs, computed, pending = [], [], []
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
-        parallelize(model, cfg_degree=2)
+        parallelize(model, cfg_degree=2, ring_degree=ring_degree)
         for i, (context, inputs) in enumerate(calls):
             if i == warm:
                 prof.__enter__()
@@ -72,7 +72,7 @@ def sequential(calls: list[tuple[str | None, dict]], use: tuple[int, ...] = (), 
             with model.cache_context(context) if context else nullcontext():
                 out = model(**_inputs(inputs, outputs), return_dict=False)[0]
             computed.append(computed_by_me[0] > before)
-            pending.append(type(out) is _Pending)
+            pending.append(type(out) is PendingTensor)
             if i in use:
                 out.sum()
             outputs.append(out)
@@ -88,13 +88,13 @@ def sequential(calls: list[tuple[str | None, dict]], use: tuple[int, ...] = (), 
     }
 
 
-def batched(model: str, shape: dict, calls: int = 2, **config):
+def batched(model: str, shape: dict, calls: int = 2, ring_degree: int = 1, **config):
     """A batched call (one forward on the whole CFG batch) under cfg_degree=2: (output of the last call, its
     collectives, warnings)."""
     transformer, inputs = cases.build(model, shape, **config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        parallelize(transformer, cfg_degree=2)
+        parallelize(transformer, cfg_degree=2, ring_degree=ring_degree)
         with torch.no_grad():
             for _ in range(calls - 1):
                 transformer(**inputs, return_dict=False)
@@ -103,13 +103,13 @@ def batched(model: str, shape: dict, calls: int = 2, **config):
     return out, cases.gloo_events(prof), [str(w.message) for w in caught if "CFG parallel" in str(w.message)]
 
 
-def mesh_layout(seconds: float) -> dict:
-    """The groups `parallelize(cfg_degree=2)` builds on this rank, with their timeouts."""
+def mesh_layout(seconds: float, cfg: int = 2, ring: int = 1) -> dict:
+    """The groups `parallelize(cfg_degree=cfg, ring_degree=ring)` builds on this rank, with their timeouts."""
     from diffusers_usp.state import ParallelDims
 
-    dims = ParallelDims(2, tuple(range(dist.get_world_size())), timedelta(seconds=seconds))
+    dims = ParallelDims(tuple(range(dist.get_world_size())), cfg=cfg, ring=ring, timeout=timedelta(seconds=seconds))
     layout = {}
-    for axis in ("cfg", "ulysses"):
+    for axis in ("cfg", "ring", "ulysses", "sequence"):
         group = dims.axis(axis)
         timeout = group.group._get_backend(torch.device("cpu")).options._timeout
         layout[axis] = (dist.get_process_group_ranks(group.group), group.rank, group.size, timeout.total_seconds())

@@ -11,30 +11,19 @@ import torch
 import torch.distributed as dist
 from torch.profiler import profile
 
+from diffusers_usp import parallelize, remove_parallelism, tiny
 from diffusers_usp.ring import usp_ring_attention
-from diffusers_usp.state import UlyssesGroup
+from diffusers_usp.state import ParallelDims, UlyssesGroup
 
 
 @functools.cache
 def mesh_groups(R: int, U: int) -> tuple[UlyssesGroup, UlyssesGroup]:
-    """(ulysses, ring) groups of this rank in the ring-major grid `arange(R * U).view(R, U)`.
-
-    `new_group` is collective over the world: every rank creates every group, in the same order, even the groups it
-    is not in. Cached, so that repeated cases do not create new gloo groups.
-    """
-    grid = torch.arange(R * U).view(R, U)
-    rank, ring, ulysses = dist.get_rank(), None, None
-    for u in range(U):
-        ranks = grid[:, u].tolist()
-        group = dist.new_group(ranks)
-        if rank in ranks:
-            ring = UlyssesGroup(group, ranks.index(rank), R)
-    for r in range(R):
-        ranks = grid[r].tolist()
-        group = dist.new_group(ranks)
-        if rank in ranks:
-            ulysses = UlyssesGroup(group, ranks.index(rank), U)
-    return ulysses, ring
+    """(ulysses, ring) groups of this rank, from the mesh `parallelize(ring_degree=R)` builds over the world (ring
+    major: global chunk `r * U + u` is world rank `r * U + u`). Cached, so that repeated cases do not create new gloo
+    groups."""
+    dims = ParallelDims(tuple(range(dist.get_world_size())), ring=R)
+    assert dims.ulysses == U
+    return dims.axis("ulysses"), dims.axis("ring")
 
 
 def ring_core(
@@ -81,3 +70,30 @@ def ring_core(
     start = replicated + sum(seq_lens[:c])
     want_local = local(want[:, :replicated], want[:, start : start + seq_lens[c]])
     return (out - want_local).abs().max().item(), cases.gloo_events(prof)
+
+
+def refused(ring_degree: int, cfg_degree: int = 1) -> str:
+    try:
+        parallelize(tiny.tiny_wan_transformer(), ring_degree=ring_degree, cfg_degree=cfg_degree)
+    except ValueError as err:
+        return str(err)
+    return "no error"
+
+
+def removed_and_reparallelized() -> tuple[bool, str]:
+    """(whether a model parallelized with a ring computes bit for bit what it did before, once
+    `remove_parallelism` ran; the error of `parallelize` with another ring degree on a model already parallelized)."""
+    model = tiny.tiny_wan_transformer()
+    inputs = tiny.wan_transformer_inputs(model, frames=2, height=8, width=8)
+    with torch.no_grad():
+        before = model(**inputs, return_dict=False)[0]
+        parallelize(model, ring_degree=2)
+        model(**inputs, return_dict=False)
+        remove_parallelism(model)
+        after = model(**inputs, return_dict=False)[0]
+    parallelize(model, ring_degree=2)
+    try:
+        parallelize(model)
+    except ValueError as err:
+        return torch.equal(before, after), str(err)
+    return torch.equal(before, after), "no error"

@@ -39,12 +39,12 @@ def test_degree_and_world_are_validated_with_the_numbers():
     """Catches a cfg_degree that does not split the ranks in two equal halves reaching the mesh (a hang or a wrong
     group), and messages that do not say which numbers disagree."""
     with pytest.raises(ValueError, match=r"cfg_degree must be 1 \(off\) or 2 .*not 3"):
-        ParallelDims(3, (0, 1, 2))
+        ParallelDims((0, 1, 2), cfg=3)
     with pytest.raises(ValueError, match=r"cfg_degree \(2\) must divide the world size \(3\)"):
-        ParallelDims(2, (0, 1, 2))
+        ParallelDims((0, 1, 2), cfg=2)
     with pytest.raises(ValueError, match=r"cfg_degree \(2\) must divide the world size \(1\)"):
         parallelize(tiny_wan_transformer(), cfg_degree=2)  # one process, no process group
-    assert ParallelDims(2, (4, 5, 6, 7)).shape == (2, 2)
+    assert ParallelDims((4, 5, 6, 7), cfg=2).shape == (2, 1, 2)
 
 
 def test_world_that_cfg_degree_does_not_divide_is_refused_on_every_rank(pools):
@@ -62,7 +62,7 @@ def test_mesh_puts_cfg_outermost_and_gives_every_group_the_timeout(pools):
     """Catches groups built in the wrong layout (CFG peers that are not of the same Ulysses rank, Ulysses groups
     that straddle the two halves) or without the timeout that keeps a failed rank from hanging the others."""
     for rank, layout in enumerate(pools(4).run(cc.mesh_layout, 7.0)):
-        assert layout["mesh"] == ([[0, 1], [2, 3]], ("cfg", "ulysses"))
+        assert layout["mesh"] == ([[[0, 1]], [[2, 3]]], ("cfg", "ring", "ulysses"))
         assert layout["cfg"] == ([rank % 2, rank % 2 + 2], rank // 2, 2, 7.0)
         assert layout["ulysses"] == ([rank // 2 * 2, rank // 2 * 2 + 1], rank % 2, 2, 7.0)
 

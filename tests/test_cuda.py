@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from diffusers_usp import apply_cuda_graphs, parallelize
 from diffusers_usp.attention import CAPTURE_HEAD_CHUNKS, ulysses_attention
+from diffusers_usp.ring import attention_lse
 from diffusers_usp.state import UlyssesGroup
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer
 
@@ -125,3 +126,26 @@ def test_cuda_graph_inputs_follow_their_names(nccl):
         second = flux_transformer_inputs(eager, height=16, width=16, seed=1)
         got = graphed(**dict(reversed(list(second.items()))), return_dict=False)[0]
         assert torch.equal(got, eager(**second, return_dict=False)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("masked", [False, True])
+def test_ring_block_kernels_match_the_float32_math_path(dtype, masked):
+    """The CUDA kernels of a ring step (flash attention without a bias in half precision, the memory-efficient kernel
+    otherwise) must return the same output and log-sum-exp as the float32 math path used on CPU: catches an LSE in
+    another base or layout (padded rows), or a masked row that merges as nan."""
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 300, 4, 64, generator=g) for _ in range(3))
+    bias = None
+    if masked:
+        bias = torch.zeros(2, 300).masked_fill(torch.rand(2, 300, generator=g) < 0.3, float("-inf"))
+        bias[1] = float("-inf")  # batch 1 attends no key of this block
+    want_out, want_lse = attention_lse(q, k, v, bias, 0.125)
+    cast = lambda x: x.to("cuda", dtype)  # noqa: E731
+    out, lse = attention_lse(cast(q), cast(k), cast(v), bias.cuda() if masked else None, 0.125)
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
+    assert out.dtype == dtype and lse.dtype == torch.float32  # merge_lse accumulates in float32
+    assert (out.float().cpu() - want_out).abs().max().item() <= tol
+    assert torch.equal(lse.cpu().isinf(), want_lse.isinf())
+    finite = want_lse.isfinite()
+    assert (lse.cpu()[finite] - want_lse[finite]).abs().max().item() <= tol

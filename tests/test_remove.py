@@ -7,7 +7,7 @@ import zoo
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
 from diffusers_usp import USPProcessor, parallelize, remove_parallelism
-from diffusers_usp.processor import AttentionRole
+from diffusers_usp.role import AttentionRole
 from diffusers_usp.sharding import SequenceState
 from diffusers_usp.state import UlyssesGroup
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_controlnet_pipeline, tiny_flux_transformer

@@ -3,13 +3,17 @@
 import random
 
 import cases
+import cfg_cases
 import pytest
 import ring_cases
+import test_parity
 import torch
 
+from diffusers_usp import parallelize
 from diffusers_usp.comm import chunk_sizes
 from diffusers_usp.ring import attention_lse, merge_lse, usp_ring_attention
-from diffusers_usp.state import UlyssesGroup
+from diffusers_usp.state import ParallelDims, UlyssesGroup
+from diffusers_usp.tiny import tiny_wan_transformer
 
 ALONE = UlyssesGroup(None, 0, 1)
 
@@ -40,6 +44,11 @@ def test_merge_lse_equals_attention_over_all_keys():
     # merging in another order (as another ring rank does) gives the same result
     out2, _ = merge_lse(parts[2][0].clone(), parts[2][1], *merge_lse(parts[1][0].clone(), parts[1][1], *parts[0]))
     assert (out2 - want).abs().max().item() <= 1e-6
+    # a first block in its kernel's half precision is accumulated in float32, not merged in its own dtype
+    half = parts[0][0].bfloat16()
+    got, _ = merge_lse(half, parts[0][1], *parts[1])
+    assert got.dtype == torch.float32
+    assert torch.equal(got, merge_lse(half.float(), parts[0][1], *parts[1])[0])
 
 
 def test_single_rank_is_plain_attention():
@@ -117,3 +126,101 @@ def test_ring_attention_compiles_fullgraph(pools, R, U, seq_lens):
     assert max(err for err, _ in runs) <= 1e-5
     expected = {"gloo:all_to_all": (2 if U > 1 else 0) + R - 1}  # the traced ring shifts are all-to-alls too
     assert all(events == expected for _, events in runs), runs
+
+
+# -- `parallelize(..., ring_degree=R)`: whole models against one process ------------------------------------------
+
+# (world, ring degree): rings of 2 and 3 single ranks, of two Ulysses pairs, and of 4 single ranks. World 4 with
+# ring degree 1 (Ulysses alone) is `test_parity`'s.
+RINGS = [(2, 2), (3, 3), (4, 2), (4, 4)]
+MODELS = {
+    name: test_parity.CASES[name]
+    for name in ("flux", "flux-6-heads", "flux-uneven", "flux-uneven-text-split-batch2", "wan-5-heads-batch2",
+                 "wan-uneven")
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("world, ring", RINGS, ids=[f"{w}-ring{r}" for w, r in RINGS])
+@pytest.mark.parametrize("case", list(MODELS))
+def test_parallelize_with_ring_equals_single_process(pools, case, world, ring):
+    """Catches the sequence split in an order other than ring-major (the ring's chunk `r * U + u` must be the chunk
+    the split gave that rank), uneven chunk sizes that disagree between the split and the ring's block sizes, text
+    split over all R x U ranks but attended as replicated (or the reverse), and head counts U does not divide."""
+    model, shape, config = MODELS[case]
+    want = test_parity._reference(case)
+    runs = pools(world).run(cases.run_model, model, shape, ring_degree=ring, **config)
+    for rank, (out, events, _) in enumerate(runs):
+        assert out.shape == want.shape
+        err = (out - want).abs().max().item()
+        assert err <= 1e-5, f"rank {rank}: max abs error {err:.3g}"
+        assert events.get("gloo:send", 0) > 0 and "gloo:broadcast" not in events
+
+
+def test_ring_degree_is_validated_with_the_numbers():
+    """Catches a ring degree that does not split the ranks into equal Ulysses groups reaching the mesh (a hang or a
+    wrong group), and messages that do not say which numbers disagree."""
+    with pytest.raises(ValueError, match=r"ring_degree \(3\) must divide the world size \(4\)"):
+        ParallelDims((0, 1, 2, 3), ring=3)
+    with pytest.raises(ValueError, match=r"cfg_degree \(2\) x ring_degree \(2\) = 4 must divide the world size \(6\)"):
+        ParallelDims(tuple(range(6)), cfg=2, ring=2)
+    with pytest.raises(ValueError, match=r"ring_degree must be a positive integer, not 0"):
+        ParallelDims((0, 1), ring=0)
+    with pytest.raises(ValueError, match=r"ring_degree \(2\) must divide the world size \(1\)"):
+        parallelize(tiny_wan_transformer(), ring_degree=2)  # one process, no process group
+    assert ParallelDims(tuple(range(16)), cfg=2, ring=2).shape == (2, 2, 4)
+
+
+def test_ring_degree_that_does_not_divide_is_refused_on_every_rank(pools):
+    for message in pools(4).run(ring_cases.refused, 3):
+        assert "ring_degree (3) must divide the world size (4)" in message
+
+
+@pytest.mark.parametrize("cfg, ring", [(1, 2), (2, 2)])
+def test_mesh_keeps_ulysses_innermost_and_gives_every_group_the_timeout(pools, cfg, ring):
+    """Ulysses groups must be consecutive ranks (one machine), ring groups the ranks of one Ulysses position across
+    groups, and the sequence group ring-major (its rank `r * U + u` is the chunk the split gives): catches a mesh in
+    another order, which would still be exact on one machine but put the all-to-alls on the slow links."""
+    for rank, layout in enumerate(pools(4).run(cfg_cases.mesh_layout, 7.0, cfg, ring)):
+        if cfg == 1:  # a ring of 2 Ulysses pairs
+            assert layout["mesh"] == ([[[0, 1], [2, 3]]], ("cfg", "ring", "ulysses"))
+            assert layout["ulysses"] == ([rank // 2 * 2, rank // 2 * 2 + 1], rank % 2, 2, 7.0)
+            assert layout["ring"] == ([rank % 2, rank % 2 + 2], rank // 2, 2, 7.0)
+            assert layout["sequence"] == ([0, 1, 2, 3], rank, 4, 7.0)
+        else:  # 2 CFG groups, each a ring of 2 single ranks
+            assert layout["mesh"] == ([[[0], [1]], [[2], [3]]], ("cfg", "ring", "ulysses"))
+            assert layout["cfg"] == ([rank % 2, rank % 2 + 2], rank // 2, 2, 7.0)
+            assert layout["ring"] == ([rank // 2 * 2, rank // 2 * 2 + 1], rank % 2, 2, 7.0)
+            assert layout["sequence"] == layout["ring"]
+
+
+def test_cfg_parallel_with_a_ring_equals_one_process(pools):
+    """cfg_degree=2 x ring_degree=2 on 4 ranks: each CFG group runs its call as a ring of 2 ranks, and the pairing
+    stays exact on every rank."""
+    calls = cfg_cases.wan_calls(3)
+    want = cfg_cases.wan_reference(calls)
+    for rank, result in enumerate(pools(4).run(cfg_cases.sequential, calls, ring_degree=2)):
+        assert result["computed"] == [True, True] + [rank < 2, rank >= 2] * 2
+        for i, (got, ref) in enumerate(zip(result["outputs"], want)):
+            assert (got - ref).abs().max().item() <= 1e-5, f"rank {rank}, call {i}"
+        assert result["events"]["gloo:send"] == 2 * 2  # 2 steps x 2 sharded attentions x 1 ring shift
+
+
+@pytest.mark.parametrize("world, ring, model, shape", [
+    (2, 2, "flux", dict(height=5, width=5, text_len=7)),  # uneven blocks, replicated text
+    (4, 2, "wan", dict(frames=3, height=8, width=8)),
+])  # fmt: skip
+def test_parallelize_with_ring_compiles_fullgraph(pools, world, ring, model, shape):
+    """The whole parallelized transformer with a ring traces without a graph break and matches eager."""
+    for err in pools(world).run(cases.compiled_vs_eager, model, shape, "aot_eager", ring):
+        assert err <= 1e-6
+
+
+def test_mismatched_inputs_fail_on_every_rank_with_a_ring(pools):
+    for message in pools(4).run(cases.mismatched_inputs, "wan", dict(frames=3, height=8, width=8), 2):
+        assert "different transformer inputs" in message, message
+
+
+def test_remove_and_reparallelize_with_a_ring(pools):
+    for exact, message in pools(2).run(ring_cases.removed_and_reparallelized):
+        assert exact
+        assert "already parallelized with cfg_degree=1 and ring_degree=2" in message

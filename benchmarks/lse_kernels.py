@@ -1,0 +1,75 @@
+"""Which CUDA attention kernel a ring step should use: each kernel that returns the log-sum-exp against SDPA's own
+choice, at the block shapes of a ring-2 step on 2 GPUs, in bf16.
+
+    python benchmarks/lse_kernels.py --out benchmarks/results/h200-lse-kernels.json
+
+Writes the JSON and prints a markdown table: median ms per call over 20 calls in a CUDA graph-free loop.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+# (name, batch, heads, queries, keys, head dim): one ring-2 block of FLUX.1-dev 1024² and of Wan2.1-14B 480p.
+SHAPES = [
+    ("flux-dev-1024 ring-2 block", 1, 24, 2304, 2304, 128),
+    ("wan2.1-14b-480p ring-2 block", 1, 40, 16380, 16380, 128),
+]
+
+
+def kernels(q, k, v):
+    """BHSD views of BSHD tensors, as the ring passes them."""
+    return {
+        "sdpa (its own choice, no lse)": lambda: F.scaled_dot_product_attention(q, k, v),
+        "flash (lse)": lambda: torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2],
+        "cudnn (lse)": lambda: torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2],
+        "efficient (lse)": lambda: torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, True)[:2],
+    }
+
+
+def time_ms(fn, n=20):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(n):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out")
+    args = p.parse_args()
+    rows = []
+    for name, B, H, Sq, Sk, D in SHAPES:
+        q = torch.randn(B, Sq, H, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+        k, v = (torch.randn(B, Sk, H, D, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(2))
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+        for kernel, fn in kernels(q, k, v).items():
+            try:
+                out = fn()
+                out = out[0] if isinstance(out, tuple) else out
+                err = ((out.float() - ref).norm() / ref.norm()).item()
+                rows.append({"shape": name, "kernel": kernel, "ms": round(time_ms(fn), 3), "rel_l2": err})
+            except Exception as e:  # a kernel this build or GPU lacks
+                rows.append({"shape": name, "kernel": kernel, "error": f"{type(e).__name__}: {e}"[:300]})
+    print("| shape | kernel | ms | rel L2 vs fp32 |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['shape']} | {r['kernel']} | {r.get('ms', r.get('error'))} | {r.get('rel_l2', '')} |")
+    if args.out:
+        meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "dtype": "bfloat16"}
+        with open(args.out, "w") as f:
+            json.dump({**meta, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
