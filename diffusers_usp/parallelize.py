@@ -17,7 +17,7 @@ from .plans import PLANS, SequencePlan, plan_for
 from .processor import USPProcessor
 from .role import AttentionRole
 from .sharding import SequenceState, apply_sequence_sharding, remove_sequence_sharding
-from .state import ParallelDims, group_ranks, group_timeout, ulysses_group
+from .state import ParallelDims, group_ranks, group_timeout, reused, ulysses_group
 
 T = TypeVar("T")
 
@@ -108,7 +108,8 @@ def parallelize(
         if dims.ring > 1:
             ring, ulysses = dims.axis("ring"), dims.axis("ulysses")
     elif group is None and timeout is not None and dist.is_available() and dist.is_initialized():
-        group = dist.new_group(timeout=timeout)  # collective: every rank calls parallelize in the same order
+        # collective (every rank calls parallelize in the same order), and made once per timeout
+        group = reused(("world", timeout), lambda: dist.new_group(timeout=timeout))
         sequence = ulysses_group(group)
     for transformer, required in _models(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized

@@ -3,7 +3,6 @@ groups (ring), which run the other branch of classifier-free guidance (CFG), and
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -129,8 +128,11 @@ class ParallelDims:
     def shape(self) -> tuple[int, ...]:
         return (self.cfg, self.ring, self.ulysses)
 
-    @functools.cached_property
+    @property
     def _built(self) -> tuple[DeviceMesh, dist.ProcessGroup]:
+        return reused(self, self._build)
+
+    def _build(self) -> tuple[DeviceMesh, dist.ProcessGroup]:
         # Its process groups are made here with `new_group` and wrapped by `DeviceMesh.from_group`, rather than by
         # `init_device_mesh`, for two reasons:
         # - `init_device_mesh` takes a timeout only inside a backend-specific options object (NCCL's, gloo's); a
@@ -176,6 +178,29 @@ class ParallelDims:
         if name == "sequence":
             return UlyssesGroup(sequence, dist.get_rank(sequence), self.ring * self.ulysses)
         return UlyssesGroup(mesh.get_group(name), mesh.get_local_rank(name), mesh.size(MESH_AXES.index(name)))
+
+
+# What `reused` made, by key, for the default process group `_REUSED_WORLD`.
+_REUSED: dict = {}
+_REUSED_WORLD: list = [None]
+
+
+def reused(key, make):
+    """`make()` the first time `key` is asked for, the same object after that, for as long as the default process
+    group lives (after `destroy_process_group` and a new `init_process_group`, everything is made again).
+
+    Process groups are made through this, keyed by their layout and timeout. Each gloo or NCCL group holds threads,
+    sockets or communicators until the default group is destroyed, so a new set per `parallelize` call would leak
+    them: in a notebook that parallelizes a fresh pipeline per cell, or a server that reloads its model. Every rank
+    makes the same calls in the same order, so every rank hits or misses together, as creating a group requires.
+    """
+    world = dist.group.WORLD
+    if _REUSED_WORLD[0] is not world:
+        _REUSED.clear()
+        _REUSED_WORLD[0] = world
+    if key not in _REUSED:
+        _REUSED[key] = make()
+    return _REUSED[key]
 
 
 def group_ranks(group: dist.ProcessGroup | None = None) -> tuple[int, ...]:

@@ -280,3 +280,24 @@ def pipelined_core(seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int, c
     want = _sdpa(*(torch.cat([s[i] for s in shards], dim=1) for i in range(3)))
     error = (out - want[:, r * S_LOCAL : (r + 1) * S_LOCAL]).abs().max().item()
     return error, gloo_events(prof).get("gloo:all_to_all", 0)
+
+
+def _threads() -> int:
+    with open("/proc/self/status") as f:  # gloo's threads are native: `threading` does not see them
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def groups_of_repeated_parallelize(cfg_degree: int, ring_degree: int) -> tuple[int, int, bool]:
+    """Parallelizes 3 fresh transformers with one layout, then one with another timeout. Returns how many distinct
+    sequence groups the 3 got, how many threads this process gained from the second and third, and whether the
+    other timeout got a group of its own."""
+    from datetime import timedelta
+
+    groups, threads = [], []
+    for timeout in (None, None, None, timedelta(seconds=77)):
+        model, _ = build("wan", dict(frames=3, height=8, width=8))
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        parallelize(model, cfg_degree=cfg_degree, ring_degree=ring_degree, **kwargs)
+        groups.append(model._usp_sequence.group.group)
+        threads.append(_threads())
+    return len({id(g) for g in groups[:3]}), threads[2] - threads[0], groups[3] is not groups[0]

@@ -42,7 +42,7 @@ def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
 class RankPool:
     """`world` spawned processes joined in one gloo process group."""
 
-    def __init__(self, world: int, timeout: float = 180.0):
+    def __init__(self, world: int, timeout: float = 400.0):
         self.world = world
         self.timeout = timeout
         ctx = mp.get_context("spawn")

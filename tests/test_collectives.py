@@ -67,6 +67,17 @@ def test_a_failing_rank_does_not_hang_the_others(pools):
     assert seconds0 < 3.0 + 20.0, seconds0  # the bound, plus slack for a loaded 2-core machine
 
 
+@pytest.mark.parametrize("cfg, ring", [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_parallelize_again_reuses_its_process_groups(pools, cfg, ring):
+    """Catches process groups made anew by every `parallelize` call: each holds gloo threads and sockets (NCCL
+    communicators on GPUs) until the default group is destroyed, so a notebook parallelizing a fresh pipeline per
+    cell leaked them (12 threads and 21 file descriptors per rank and call at world 4 with a ring of 2)."""
+    for distinct, threads_gained, other_timeout_apart in pools(4).run(cases.groups_of_repeated_parallelize, cfg, ring):
+        assert distinct == 1
+        assert threads_gained == 0
+        assert other_timeout_apart
+
+
 def test_no_memory_growth_over_1000_forwards(pools):
     """Catches state that accumulates per call: cached buffers keyed by call, hook state lists, rebound functions
     made per call. Uneven tokens and heads exercise every buffer path."""
