@@ -64,7 +64,10 @@ def merge_file(path: Path, new: dict) -> None:
 
 def _per_attention(r: dict, kind: str) -> str:
     per = (r.get("collectives_per_forward") or {}).get(f"per_{kind}_attention")
-    return "-" if per is None else f"{per['all_to_all']:g}"
+    if per is None:
+        return "-"
+    other = per.get("other", 0)  # a ring's shift: its batched sends and receives, one coalesced NCCL call
+    return f"{per['all_to_all']:g}" + (f" + {other:g} other" if other else "")
 
 
 def _num(x: float | None, fmt: str, suffix: str = "") -> str:
@@ -99,7 +102,8 @@ def markdown(data: dict) -> str:
            f"NCCL {data.get('nccl')}; last run {last}. One transformer forward per step, random weights; "
            "median over the timed steps of the slowest rank. `/ stock` and speed-up compare with stock at world 1 in "
            "the same mode (ideal speed-up: the world size). Peak GB: max_memory_allocated (1e9 bytes), busiest rank. "
-           "a2a: all-to-alls per attention call, from profiler events.", "",
+           "a2a: all-to-alls per attention call, from profiler events (+ other: any other collective per call, such "
+           "as a ring's batched sends and receives).", "",
            _row("model", "impl", "world", "mode", "step ms", "/ stock", "speed-up", "peak GB", "a2a/self-attn",
                 "a2a/cross-attn", "compile s"), _row(*["---"] * 11)]  # fmt: skip
     for r in records:

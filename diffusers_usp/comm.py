@@ -60,9 +60,16 @@ class HeadSplit:
         return tuple(h // g - kv0 for h in range(q0, q1))
 
 
-@functools.lru_cache(maxsize=256)
 def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSplit:
-    """The `HeadSplit` of `num_q_heads` query and `num_kv_heads` key/value heads over `world_size` ranks."""
+    """The `HeadSplit` of `num_q_heads` query and `num_kv_heads` key/value heads over `world_size` ranks: cached in
+    eager calls; under `torch.compile`, traced once per graph into constants (Dynamo bypasses an `lru_cache` with a
+    warning to the user, so the cache is not called there)."""
+    if torch.compiler.is_compiling():
+        return _head_split(num_q_heads, num_kv_heads, world_size)
+    return _head_split_cached(num_q_heads, num_kv_heads, world_size)
+
+
+def _head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSplit:
     if num_q_heads % num_kv_heads:
         raise ValueError(f"{num_q_heads} query heads cannot share {num_kv_heads} key/value heads evenly.")
     g = num_q_heads // num_kv_heads
@@ -74,6 +81,9 @@ def head_split(num_q_heads: int, num_kv_heads: int, world_size: int) -> HeadSpli
         kv.append((start // g, -(-end // g)) if end > start else (0, 0))
         start = end
     return HeadSplit(tuple(q), tuple(kv), g)
+
+
+_head_split_cached = functools.lru_cache(maxsize=256)(_head_split)
 
 
 def chunk_sizes(total: int, world_size: int) -> tuple[int, ...]:

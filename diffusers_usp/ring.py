@@ -67,37 +67,41 @@ def _cudnn_fast(device: torch.device) -> bool:
     return fast
 
 
+def kernel_bias(bias: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """A `[B, Sk]` key bias as the fused kernels take it, for `[B, h, Sq, D]` queries `q`: in their dtype, its rows
+    16-aligned (padded, then sliced, as SDPA does), expanded without a copy to `[B, h, Sq, Sk]`."""
+    (B, h, Sq, _), Sk = q.shape, bias.shape[-1]
+    padded = q.new_zeros(B, 1, 1, -(-Sk // 16) * 16)
+    padded[:, 0, 0, :Sk] = bias
+    return padded[..., :Sk].expand(B, h, Sq, Sk)
+
+
 def _attention_lse_cuda(q, k, v, bias, scale):
-    """`attention_lse` on CUDA. Without a bias in half precision: the kernel SDPA itself runs there, cuDNN's on
-    Hopper and later (flash attention before), asked for the LSE, which both return in float32. On an H200, flash
-    attention took 1.6 to 1.8 times as long as cuDNN's at ring-block shapes (`benchmarks/lse_kernels.py`). With a
-    bias (a key mask, or the zero bias of a prefix beside a masked block), or in float32: the memory-efficient
-    kernel, which takes a float bias and returns the LSE too."""
+    """`attention_lse` on CUDA. In half precision on Hopper and later: cuDNN's kernel, the one SDPA itself runs
+    there, asked for the LSE (float32), with the key bias when there is one. On an H200, flash attention took 1.6 to
+    1.8 times as long as cuDNN's at ring-block shapes, and the memory-efficient kernel 3.2 times
+    (`benchmarks/lse_kernels.py`). Before Hopper: flash attention without a bias. With a bias there, or in float32:
+    the memory-efficient kernel, which takes a float bias and returns the LSE too."""
     B, Sq, h, D = q.shape
-    if bias is None and q.dtype != torch.float32 and D <= 128:
-        q_, k_, v_ = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if _cudnn_fast(q.device):
-            out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q_, k_, v_, None, True, scale=scale)[:2]
-        else:
-            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q_, k_, v_, scale=scale)[:2]
-        return out, lse.reshape(B, h, Sq)  # no bias: every row attends at least one key, so no lse is -inf
-    Sk = k.shape[1]
-    attn_bias = None
-    if bias is not None:
-        # The kernel wants the bias in q's dtype with 16-aligned rows: pad the last dim and slice, as SDPA itself does.
-        padded = q.new_zeros(B, 1, 1, -(-Sk // 16) * 16)
-        padded[:, 0, 0, :Sk] = bias
-        attn_bias = padded[..., :Sk].expand(B, h, Sq, Sk)
-    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias, True, scale=scale
-    )[:2]
-    lse = lse[..., :Sq]  # padded to a multiple of 32 queries
+    q_, k_, v_ = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    attn_bias = None if bias is None else kernel_bias(bias, q_)
+    half = q.dtype != torch.float32 and D <= 128
+    if half and _cudnn_fast(q.device):
+        out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q_, k_, v_, attn_bias, True, scale=scale)[:2]
+        lse = lse.reshape(B, h, Sq)
+    elif half and bias is None:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q_, k_, v_, scale=scale)[:2]
+        lse = lse.reshape(B, h, Sq)
+    else:
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q_, k_, v_, attn_bias, True, scale=scale)[:2]
+        lse = lse[..., :Sq]  # padded to a multiple of 32 queries
+    if bias is None:
+        return out, lse  # every row attends at least one key, so no lse is -inf
     # A key-padding bias is the same for every query and head: a batch row whose keys of this block are all masked
     # has no attended key in any row. Set what the kernel leaves there (not specified) to what a merge needs.
-    dead = torch.isneginf(bias).all(dim=-1) if bias is not None else None  # [B]
-    if dead is not None:
-        lse = lse.masked_fill(dead[:, None, None], float("-inf"))
-        out = out.masked_fill(dead[:, None, None, None], 0.0)
+    dead = torch.isneginf(bias).all(dim=-1)  # [B]
+    lse = lse.masked_fill(dead[:, None, None], float("-inf"))
+    out = out.masked_fill(dead[:, None, None, None], 0.0)
     return out, lse
 
 

@@ -4,9 +4,10 @@ groups (ring), which run the other branch of classifier-free guidance (CFG), and
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -181,11 +182,12 @@ class ParallelDims:
 
 
 # What `reused` made, by key, for the default process group `_REUSED_WORLD`.
-_REUSED: dict = {}
-_REUSED_WORLD: list = [None]
+_REUSED: dict[Hashable, object] = {}
+_REUSED_WORLD: list[dist.ProcessGroup | None] = [None]
+T = TypeVar("T")
 
 
-def reused(key, make):
+def reused(key: Hashable, make: Callable[[], T]) -> T:
     """`make()` the first time `key` is asked for, the same object after that, for as long as the default process
     group lives (after `destroy_process_group` and a new `init_process_group`, everything is made again).
 

@@ -3,6 +3,10 @@
     accelerate launch --multi_gpu --num_processes 2 examples/wan.py   # tiny random-weight pipeline, CPU, offline
     accelerate launch --num_processes 4 examples/wan.py --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers   # 4 GPUs
     accelerate launch --num_processes 8 examples/wan.py --model Wan-AI/Wan2.1-T2V-14B-Diffusers --eager   # no compile
+    # 2 machines x 8 GPUs: Ulysses inside each machine, a ring of 2 across them (run on each, with its --machine_rank)
+    accelerate launch --multi_gpu --num_machines 2 --machine_rank 0 --main_process_ip 10.0.0.1 \
+        --main_process_port 29500 --num_processes 16 examples/wan.py --model Wan-AI/Wan2.1-T2V-14B-Diffusers \
+        --ring-degree 2
 
 Without --model the weights are random and the output is noise: it shows the launch and the timing.
 """
@@ -27,6 +31,7 @@ parser.add_argument("--steps", type=int, help="denoising steps (default: 50, or 
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--eager", action="store_true", help="on CUDA, skip torch.compile and CUDA graphs")
 parser.add_argument("--cfg-parallel", action="store_true", help="cond and uncond on two halves of the processes")
+parser.add_argument("--ring-degree", type=int, default=1, help="Ulysses groups passing K/V in a ring (1: Ulysses only)")
 parser.add_argument("--out", default="out/wan.gif", help="the GIF; the float frames go beside it as .npy")
 args = parser.parse_args()
 
@@ -42,7 +47,8 @@ else:  # random weights; prompt embeddings stand in for its missing text encoder
     call = tiny.tiny_call_kwargs("wan", state.device, dtype)
 steps = args.steps or (50 if args.model else 4)
 
-diffusers_usp.parallelize(pipe, cfg_degree=2 if args.cfg_parallel else 1)  # every transformer (Wan 2.2 has two)
+# every transformer (Wan 2.2 has two)
+diffusers_usp.parallelize(pipe, cfg_degree=2 if args.cfg_parallel else 1, ring_degree=args.ring_degree)
 if state.device.type == "cuda" and not args.eager:
     for transformer in filter(None, [pipe.transformer, pipe.transformer_2]):
         transformer.compile_repeated_blocks(fullgraph=True)

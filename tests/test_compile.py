@@ -14,13 +14,15 @@ def test_fullgraph_compile_matches_eager(pools, model, shape):
     """Catches graph breaks (fullgraph raises on any) in the rebound processor globals, the hooks, the collectives.
     aot_eager runs Dynamo and AOTAutograd (functionalized collectives) like Inductor does, without minutes of C++
     code generation on 2 cores; Inductor itself is covered by one case below and on the GPU."""
-    for err in pools(2).run(cases.compiled_vs_eager, model, shape, "aot_eager"):
+    for err, warned in pools(2).run(cases.compiled_vs_eager, model, shape, "aot_eager"):
+        assert warned == []  # e.g. Dynamo bypassing an lru_cache in the traced code, once per process
         assert err == 0.0
 
 
 def test_inductor_compile_matches_eager(pools):
     # Inductor fuses and reorders float32 arithmetic: reassociation differences of a few ulps.
-    for err in pools(2).run(cases.compiled_vs_eager, "wan", dict(frames=3, height=8, width=8), "inductor"):
+    for err, warned in pools(2).run(cases.compiled_vs_eager, "wan", dict(frames=3, height=8, width=8), "inductor"):
+        assert warned == []
         assert err <= 1e-5
 
 

@@ -131,9 +131,10 @@ def test_cuda_graph_inputs_follow_their_names(nccl):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("masked", [False, True])
 def test_ring_block_kernels_match_the_float32_math_path(dtype, masked):
-    """The CUDA kernels of a ring step (flash attention without a bias in half precision, the memory-efficient kernel
-    otherwise) must return the same output and log-sum-exp as the float32 math path used on CPU: catches an LSE in
-    another base or layout (padded rows), or a masked row that merges as nan."""
+    """The CUDA kernels of a ring step (in half precision cuDNN's on Hopper and later, with or without a key bias,
+    and flash attention before; the memory-efficient kernel in float32, or with a bias before Hopper) must return
+    the same output and log-sum-exp as the float32 math path used on CPU: catches an LSE in another base or layout
+    (padded rows), or a masked row that merges as nan."""
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 300, 4, 64, generator=g) for _ in range(3))
     bias = None

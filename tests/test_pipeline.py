@@ -57,17 +57,22 @@ def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     assert tokens == {name: [72, 72] if "controlnet" in name else [] for name in pipeline_script.FAMILIES}
 
 
-EXAMPLES = ["flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video"]
+# (example, its options): every example's default, and the Wan example's CFG-parallel and ring flags
+EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
+    ("wan", ("--cfg-parallel",)),
+    ("wan", ("--ring-degree", "2")),
+]
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
-def test_example_on_2_processes_equals_1(example, tmp_path, monkeypatch):
+@pytest.mark.parametrize("example, options", EXAMPLES, ids=[" ".join((n, *o)) for n, o in EXAMPLES])
+def test_example_on_2_processes_equals_1(example, options, tmp_path, monkeypatch):
     """Every example's tiny default, launched as the README launches it, saves what one process saves. Catches an
     example that fails or hangs under a 2-process launch, gives its ranks different inputs (the input check raises),
-    or whose split run differs from the whole one (a pipeline input the plan does not cover, a rank-dependent seed)."""
+    or whose split run differs from the whole one (a pipeline input the plan does not cover, a rank-dependent seed).
+    With the Wan example's `--cfg-parallel` (CFG 2 x Ulysses 1) and `--ring-degree 2` (ring 2 x Ulysses 1) too."""
     script = str(ROOT / "examples" / f"{example}.py")
     suffix = ".gif" if "num_frames" in tiny.tiny_call_kwargs(example) else ".png"
-    result = _launch(2, script, "--out", str(tmp_path / f"world2{suffix}"))
+    result = _launch(2, script, *options, "--out", str(tmp_path / f"world2{suffix}"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # One process runs in this one, as `python examples/<example>.py` would: a subprocess would import torch and
     # diffusers again, ~8 s on 2 cores. The tiny weights and the script's generator are seeded locally, so what ran

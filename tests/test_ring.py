@@ -211,7 +211,8 @@ def test_cfg_parallel_with_a_ring_equals_one_process(pools):
 ])  # fmt: skip
 def test_parallelize_with_ring_compiles_fullgraph(pools, world, ring, model, shape):
     """The whole parallelized transformer with a ring traces without a graph break and matches eager."""
-    for err in pools(world).run(cases.compiled_vs_eager, model, shape, "aot_eager", ring):
+    for err, warned in pools(world).run(cases.compiled_vs_eager, model, shape, "aot_eager", ring):
+        assert warned == []
         assert err <= 1e-6
 
 
