@@ -134,6 +134,17 @@ class USPProcessor:
         inner = type(self.processor).__name__ if self.processor is not None else "default"
         return f"USPProcessor({inner}, {self.role.mode})"
 
+    # diffusers' `set_attention_backend` sets `_attention_backend` on every processor that has one. The wrapped
+    # processor makes the kernel call (Ulysses runs the model's own kernel between its two all-to-alls), so it is the
+    # one that must get it; with none wrapped, or one without backends, `hasattr` is False, as on that processor.
+    @property
+    def _attention_backend(self):
+        return self.processor._attention_backend
+
+    @_attention_backend.setter
+    def _attention_backend(self, backend) -> None:
+        self.processor._attention_backend = backend
+
     # -- the wrapped processor --------------------------------------------------------------------------------------
 
     def __call__(self, attn: torch.nn.Module, *args, **kwargs):

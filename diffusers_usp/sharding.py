@@ -180,6 +180,12 @@ class SplitHook(ModelHook):
     def pre_forward(self, module, *args, **kwargs):
         state = self.state
         if self.root:
+            if getattr(module, "_parallel_config", None) is not None:  # the same on every rank: all raise
+                raise RuntimeError(
+                    f"{type(module).__name__} was given diffusers' own parallelism (`enable_parallelism`) after "
+                    "diffusers_usp.parallelize: its hooks would split the sequence a second time. Use one or the "
+                    "other: load the model afresh, or call diffusers_usp.remove_parallelism first."
+                )
             state.reset()
             # Not while compiling: comparing the reduced checksums is a data-dependent branch (a graph break). An
             # eager first call checks; a model compiled before any eager call is not checked.

@@ -183,6 +183,35 @@ def replaced_processor() -> str:
     return "no error"
 
 
+def diffusers_parallelism_after() -> str:
+    """Parallelize, then the state diffusers' `enable_parallelism` leaves: its resolved config on the model (which
+    its own hooks then act on). The call itself cannot run on CPU in diffusers 0.42.1: it fails in
+    `_resolve_parallel_config` (integer modulo by zero) before touching the model."""
+    from diffusers import ContextParallelConfig, ParallelConfig
+
+    model = tiny_flux_transformer()
+    inputs = flux_transformer_inputs(model, **SHAPE)
+    parallelize(model)
+    model._parallel_config = ParallelConfig(context_parallel_config=ContextParallelConfig(ulysses_degree=2))
+    try:
+        _forward(model, inputs)
+    except RuntimeError as err:
+        return str(err)
+    return "no error"
+
+
+def backend_set_after_parallelize() -> tuple[set, float]:
+    """`set_attention_backend` after `parallelize`: the backends the wrapped processors hold, and the max abs error of
+    the parallel output against this model's single-process output."""
+    model = tiny_flux_transformer()
+    inputs = flux_transformer_inputs(model, **SHAPE)
+    want = _forward(model, inputs)
+    parallelize(model)
+    model.set_attention_backend("_native_math")
+    backends = {m.processor.processor._attention_backend for m in model.modules() if hasattr(m, "set_processor")}
+    return backends, (_forward(model, inputs) - want).abs().max().item()
+
+
 def _usp_hooks(model: torch.nn.Module) -> list[str]:
     return [
         f"{path}: {name}"

@@ -14,7 +14,7 @@ import pytest
 import routing_cases as rc
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
 
 from diffusers_usp import parallelize
 from diffusers_usp.plans import PLANS
@@ -110,6 +110,21 @@ def test_processor_replaced_after_parallelize_is_refused(pools):
     for message in pools(2).run(rc.replaced_processor):
         assert "FluxTransformer2DModel `transformer_blocks.1.attn`" in message
         assert "replaced by FluxAttnProcessor after diffusers_usp.parallelize()" in message
+
+
+def test_diffusers_parallelism_after_parallelize_is_refused(pools):
+    """Catches diffusers' `enable_parallelism` after `parallelize`: its hooks would split the already split sequence
+    again, and its config never reaches the processors USP wraps. Every rank raises before any collective."""
+    for message in pools(2).run(rc.diffusers_parallelism_after):
+        assert "FluxTransformer2DModel was given diffusers' own parallelism" in message, message
+
+
+def test_attention_backend_set_after_parallelize_reaches_the_wrapped_processors(pools):
+    """Catches `set_attention_backend` stopping at the USP wrapper, leaving the processors that make the kernel call
+    on their old backend."""
+    for backends, err in pools(2).run(rc.backend_set_after_parallelize):
+        assert backends == {AttentionBackendName._NATIVE_MATH}
+        assert err <= 1e-5
 
 
 # -- kernel calls that the rebinding of a processor's `__call__` cannot reach --------------------------------------
