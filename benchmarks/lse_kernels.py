@@ -14,6 +14,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from run import time_steps  # benchmarks/, beside this script
 
 from diffusers_usp.ring import attention_lse, kernel_bias
 
@@ -44,17 +45,10 @@ def kernels(q, k, v, bias=None):
 
 
 def time_ms(fn, n=20):
+    """Median milliseconds of `n` calls after 3 untimed ones, timed as `run.py` times a step (CUDA events)."""
     for _ in range(3):
         fn()
-    times = []
-    for _ in range(n):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return statistics.median(time_steps(fn, n, torch.device("cuda"), world=1))
 
 
 def main():
