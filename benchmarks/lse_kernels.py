@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from run import time_steps  # benchmarks/, beside this script
 
-from diffusers_usp.ring import attention_lse, kernel_bias
+from diffusers_usp.lse import attention_lse, kernel_bias
 
 inf = float("inf")
 

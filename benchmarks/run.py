@@ -146,7 +146,7 @@ def attention_kinds(model: torch.nn.Module) -> dict[str, str]:
     Classified by the model's USP plan, whatever the impl."""
     plan = plan_for(model)
     return {
-        path: "cross" if plan.is_local(path) else "self"
+        path: "cross" if plan.is_cross(path) else "self"
         for path in (name.removesuffix(".processor") for name in model.attn_processors)
     }
 

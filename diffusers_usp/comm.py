@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .state import UlyssesGroup
+from .compat import all_gather_single
+from .groups import Group
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def pack_qkv(
     return packed if key_mask is not None else send
 
 
-def exchange_qkv(send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, ...] | None = None) -> torch.Tensor:
+def exchange_qkv(send: torch.Tensor, group: Group, seq_lens: tuple[int, ...] | None = None) -> torch.Tensor:
     """The all-to-all in: a `pack_qkv` buffer `[P, B, S_LOCAL, slots, D]` -> every source's tokens `[B, S, slots, D]`.
 
     `seq_lens` gives each rank's token count when they differ (uneven sequences): each source then sends a chunk of
@@ -224,7 +225,7 @@ def pack_out(
 
 
 def exchange_out(
-    send: torch.Tensor, group: UlyssesGroup, seq_lens: tuple[int, ...], replicated: int, batch: int, head_dim: int
+    send: torch.Tensor, group: Group, seq_lens: tuple[int, ...], replicated: int, batch: int, head_dim: int
 ) -> torch.Tensor:
     """The all-to-all out: a `pack_out` buffer -> `[P, B, own + replicated rows, q_max, D]`, one block per source."""
     recv_rows = seq_lens[group.rank] + replicated
@@ -249,26 +250,22 @@ def unpack_heads(recv: torch.Tensor, split: HeadSplit) -> torch.Tensor:
     return torch.cat([recv[j, :, :, : end - start] for j, (start, end) in enumerate(split.q)], dim=2)
 
 
-# torch 2.13 renamed `all_gather_into_tensor` (deprecated there) to `all_gather_single`; torch 2.11 has only the former.
-_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-
-
-def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: UlyssesGroup) -> torch.Tensor:
+def all_gather_heads(out: torch.Tensor, split: HeadSplit, group: Group) -> torch.Tensor:
     """One all-gather that turns this rank's heads `[B, L, h, D]` into all heads `[B, L, H, D]`."""
     B, L, h, D = out.shape
     send = out.new_empty(B, L, split.q_max, D)
     copy_(send[:, :, :h], out)
-    return unpack_heads(_all_gather_stacked(send, group), split)
+    return unpack_heads(all_gather_stacked(send, group), split)
 
 
-def _all_gather_stacked(x: torch.Tensor, group: UlyssesGroup) -> torch.Tensor:
+def all_gather_stacked(x: torch.Tensor, group: Group) -> torch.Tensor:
     """`[*shape]` from every rank -> `[P, *shape]` (contiguous `x`)."""
     out = x.new_empty(group.size * x.shape[0], *x.shape[1:])  # gloo wants the inputs concatenated along dim 0
-    _all_gather_single(out, x, group=group.group)
+    all_gather_single(out, x, group=group.group)
     return out.view(group.size, *x.shape)
 
 
-def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup, sizes: tuple[int, ...] | None = None):
+def all_gather_dim(x: torch.Tensor, dim: int, group: Group, sizes: tuple[int, ...] | None = None):
     """Concatenate every rank's `x` along `dim` with one all-gather (the sequence gather at a transformer's exit).
 
     `sizes` gives each rank's length along `dim` when they differ: chunks are padded to the longest for the
@@ -279,8 +276,8 @@ def all_gather_dim(x: torch.Tensor, dim: int, group: UlyssesGroup, sizes: tuple[
         shape[dim] = max(sizes)
         padded = x.new_zeros(shape)
         padded.narrow(dim, 0, x.shape[dim]).copy_(x)
-        out = _all_gather_stacked(padded, group)
+        out = all_gather_stacked(padded, group)
         return torch.cat([out[rank].narrow(dim, 0, n) for rank, n in enumerate(sizes)], dim=dim)
-    out = _all_gather_stacked(x.contiguous(), group)
+    out = all_gather_stacked(x.contiguous(), group)
     # (P, ..., S/P, ...) -movedim-> (..., P, S/P, ...) -flatten-> (..., S, ...)
     return out.movedim(0, dim).flatten(dim, dim + 1)

@@ -1,8 +1,8 @@
 """Replay whole transformer steps from CUDA graphs, collectives included.
 
 Below about 2k tokens per GPU an eager step is bound by kernel launches on the host: Flux 1024² on 4 GPUs holds 1152
-tokens per rank and takes as long eagerly as on 2. A CUDA graph launches the whole step at once. NCCL collectives
-and the USP side stream are captured with it, so the parallel step replays as one unit.
+tokens per rank and takes as long eagerly as on 2. A CUDA graph launches the whole step at once. The NCCL
+collectives are captured with it (on NCCL's own streams), so the parallel step replays as one unit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from .cfg import keep_outermost
-from .parallelize import _models
+from .compat import hook_registry
+from .components import models_of
 
 _HOOK = "usp_cuda_graph"
 
@@ -101,7 +102,7 @@ class CUDAGraphHook(ModelHook):
         # The graph reads its own copies: aliasing the caller's tensors would overwrite them on the next replay.
         args = tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in args)
         kwargs = {k: x.clone() if isinstance(x, torch.Tensor) else x for k, x in kwargs.items()}
-        # Warm up on a side stream, as capture requires: lazy initialisation (cuBLAS workspaces, the USP side stream,
+        # Warm up on a side stream, as capture requires: lazy initialisation (cuBLAS workspaces, NCCL communicators,
         # the one-time input check with its host sync) must happen before capture, not inside it.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -133,7 +134,7 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
         Its argument.
     """
     # The transformers only: a ControlNet runs eagerly (its residual lists would need their own static outputs).
-    for transformer in (model for model, required in _models(pipe_or_transformer) if required):
+    for transformer in (model for model, required in models_of(pipe_or_transformer) if required):
         if next(transformer.parameters()).device.type != "cuda":
             raise ValueError(f"CUDA graphs need the model on a CUDA device; {type(transformer).__name__} is not.")
         registry = HookRegistry.check_if_exists_or_initialize(transformer)
@@ -145,6 +146,8 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
 
 def remove_cuda_graphs(pipe_or_transformer):
     """Undo `apply_cuda_graphs`, releasing the captured graphs."""
-    for transformer in (model for model, required in _models(pipe_or_transformer) if required):
-        HookRegistry.check_if_exists_or_initialize(transformer).remove_hook(_HOOK, recurse=False)
+    for transformer in (model for model, required in models_of(pipe_or_transformer) if required):
+        registry = hook_registry(transformer)
+        if registry is not None:
+            registry.remove_hook(_HOOK, recurse=False)
     return pipe_or_transformer

@@ -11,13 +11,16 @@ import torch
 import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 
-from .cfg import _HOOK as _CFG_HOOK
-from .cfg import apply_cfg_parallel, remove_cfg_parallel
+from .cfg import apply_cfg_parallel, cfg_axis, remove_cfg_parallel
+from .compat import group_timeout, hook_registry, native_parallelism
+from .components import models_of
+from .graphs import remove_cuda_graphs
+from .groups import ParallelDims, group_ranks, resolve_group, reused
 from .plans import PLANS, SequencePlan, plan_for
 from .processor import USPProcessor
 from .role import AttentionRole
-from .sharding import SequenceState, apply_sequence_sharding, remove_sequence_sharding
-from .state import ParallelDims, group_ranks, group_timeout, reused, ulysses_group
+from .sequence import SequenceState
+from .sharding import apply_sequence_sharding, remove_sequence_sharding
 
 T = TypeVar("T")
 
@@ -26,25 +29,6 @@ T = TypeVar("T")
 # wait is one rank being a layer or a first-call compile behind the others, far below this.
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 _HOOK = "usp_parallelism"
-
-
-def _models(obj) -> list[tuple[torch.nn.Module, bool]]:
-    """`(model, required)` for each model to parallelize: a pipeline's transformer(s) (`transformer`,
-    `transformer_2`, ...), which must have a plan, and its ControlNet(s) (`controlnet`, each net of a multi-ControlNet),
-    which run whole on every rank where they have none; or `obj` itself, required."""
-    if isinstance(obj, torch.nn.Module):
-        return [(obj, True)]
-    components = getattr(obj, "components", None)
-    if not isinstance(components, dict):
-        raise TypeError(f"parallelize() takes a diffusers pipeline or transformer, not {type(obj).__name__}.")
-    modules = {name: m for name, m in components.items() if isinstance(m, torch.nn.Module)}
-    found = [(m, True) for name, m in modules.items() if name.startswith("transformer")]
-    if not found:
-        raise ValueError(f"{type(obj).__name__} has no transformer component to parallelize.")
-    for name, m in modules.items():
-        if name.startswith("controlnet"):
-            found += [(net, False) for net in getattr(m, "nets", [m])]  # Flux/SD3 multi-ControlNets hold `nets`
-    return found
 
 
 def parallelize(
@@ -97,7 +81,7 @@ def parallelize(
     """
     if group is not None and timeout is not DEFAULT_TIMEOUT:
         raise ValueError("Pass `group` or `timeout`, not both: a given group keeps the timeout it was created with.")
-    sequence = ulysses_group(group)  # first: it names the fix when a launcher started processes without a group
+    sequence = resolve_group(group)  # first: it names the fix when a launcher started processes without a group
     dims = ParallelDims(
         group_ranks(group), cfg_degree, ring_degree, timeout if group is None and timeout else group_timeout(group)
     )
@@ -110,10 +94,10 @@ def parallelize(
     elif group is None and timeout is not None and dist.is_available() and dist.is_initialized():
         # collective (every rank calls parallelize in the same order), and made once per timeout
         group = reused(("world", timeout), lambda: dist.new_group(timeout=timeout))
-        sequence = ulysses_group(group)
-    for transformer, required in _models(pipe_or_transformer):
+        sequence = resolve_group(group)
+    for transformer, required in models_of(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
-            degree = 2 if transformer._diffusers_hook.get_hook(_CFG_HOOK) is not None else 1
+            degree = 2 if cfg_axis(transformer) is not None else 1
             ring_now = transformer._usp_sequence.ring.size if transformer._usp_sequence.ring is not None else 1
             if (degree, ring_now) != (dims.cfg, dims.ring):
                 raise ValueError(
@@ -136,7 +120,7 @@ def parallelize(
                 f"{', '.join(sorted(PLANS))}). `transformer.set_attn_processor(USPProcessor())` still runs it exactly, "
                 "splitting attention heads across ranks but not the sequence."
             )
-        if getattr(transformer, "_parallel_config", None) is not None:
+        if native_parallelism(transformer) is not None:
             raise ValueError(
                 f"{type(transformer).__name__} already has diffusers' own context parallelism enabled "
                 "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
@@ -170,10 +154,8 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
     Returns:
         Its argument.
     """
-    from .graphs import remove_cuda_graphs  # here: graphs imports this module
-
-    for model, _ in _models(pipe_or_transformer):
-        registry = getattr(model, "_diffusers_hook", None)
+    for model, _ in models_of(pipe_or_transformer):
+        registry = hook_registry(model)
         hook = registry.get_hook(_HOOK) if registry is not None else None
         if hook is None:
             continue
@@ -197,23 +179,23 @@ def _install_processors(
     # `AttentionMixin` (`attn_processors` / `set_attn_processor`).
     modules = [(path, m) for path, m in transformer.named_modules() if hasattr(m, "set_processor")]
     modules = [(path, m) for path, m in modules if hasattr(m, "processor")]
-    # A local module beside a sharded one in the same block is a cross-attention inside the sharded blocks (Wan's,
+    # A cross module beside a sharded one in the same block is a cross-attention inside the sharded blocks (Wan's,
     # PixArt's, the U-Net blocks' `attn2`): its queries are sharded. Called without its context, diffusers' processors
-    # then self-attend those queries' tokens, which must go through the all-to-all. The local modules of a text
+    # then self-attend those queries' tokens, which must go through the all-to-all. The cross modules of a text
     # refiner or of a model split along its batch (TransformerTemporalModel) have no sharded sibling.
-    sharded_blocks = {path.rpartition(".")[0] for path, _ in modules if not plan.is_local(path)}
+    sharded_blocks = {path.rpartition(".")[0] for path, _ in modules if not plan.is_cross(path)}
     installed = []
     for path, module in modules:
         original = module.processor
         inner = original.processor if isinstance(original, USPProcessor) else original
         if inner is None:  # a bare USPProcessor() set before: the module's own default processor
             inner = original._default_for(module)
-        local = plan.is_local(path)
+        cross = plan.is_cross(path)
         role = AttentionRole(
-            mode="local" if local else "sharded",
+            mode="cross" if cross else "sharded",
             sequence=state,
             joint=plan.is_joint(path),
-            sharded_queries=local and path.rpartition(".")[0] in sharded_blocks,
+            sharded_queries=cross and path.rpartition(".")[0] in sharded_blocks,
             model=type(transformer).__name__,
             path=path,
         )

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .sharding import SequenceState
+    from .sequence import SequenceState
 
-_MODES = ("heads", "sharded", "local")
+_MODES = ("heads", "sharded", "cross")
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,16 @@ class AttentionRole:
             - `"heads"`: the sequence is not sharded. Every rank holds all tokens, attends its own slice of the heads,
               and one all-gather completes them. A bare `USPProcessor()` has this role, and warns once.
             - `"sharded"`: the module attends the sharded sequence: one all-to-all in, one out (Ulysses).
-            - `"local"`: the module's keys and values are whole on every rank (cross-attention to text, a refiner
-              that runs before the split): it attends locally, with no collective.
+            - `"cross"`: cross-attention to keys and values that are whole on every rank (text; or a text refiner
+              that runs before the split, whose whole sequence is "text"): it attends locally, with no collective.
         sequence (`SequenceState`, *optional*):
-            The transformer's per-forward sharding state. Required by `"sharded"` and `"local"`, which take their
+            The transformer's per-forward sharding state. Required by `"sharded"` and `"cross"`, which take their
             process group from it; not allowed with `"heads"`.
         joint (`bool`, defaults to `True`):
             Whether this module's sequence holds the plan's joint text tokens (a replicated block when P does not
             divide their count).
         sharded_queries (`bool`, defaults to `False`):
-            For `"local"`: its queries are this rank's share of the sharded sequence (a cross-attention inside the
+            For `"cross"`: its queries are this rank's share of the sharded sequence (a cross-attention inside the
             sharded blocks). A call made without its context (`encoder_hidden_states=None`) then self-attends those
             tokens, so that call runs as sharded self-attention.
         model (`str`), path (`str`):
@@ -52,8 +52,8 @@ class AttentionRole:
                 f"AttentionRole(mode={self.mode!r}) "
                 + ("takes no `sequence`." if self.mode == "heads" else "needs the transformer's `sequence` state.")
             )
-        if self.sharded_queries and self.mode != "local":
-            raise ValueError("`sharded_queries` describes a local module; this role is " + repr(self.mode) + ".")
+        if self.sharded_queries and self.mode != "cross":
+            raise ValueError("`sharded_queries` describes a cross module; this role is " + repr(self.mode) + ".")
 
     def __str__(self) -> str:
         return f"{self.model} `{self.path}` ({self.mode})" if self.path else self.mode

@@ -8,133 +8,19 @@ does.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .comm import all_gather_dim, chunk_sizes
-from .plans import (
-    Replicated,
-    SequencePlan,
-    SplitEach,
-    SplitOrReplicate,
-    SplitTail,
-    SplitUnlessBroadcast,
-    TokenCount,
-)
-from .plans.base import Refused
-from .state import UlyssesGroup
+from .compat import ContextParallelOutput, native_parallelism
+from .inputs import check_same_inputs
+from .plans import SequencePlan
+from .plans.base import shard_tensor
+from .sequence import SequenceState
 
 _SPLIT_HOOK = "usp_split---{}"
 _GATHER_HOOK = "usp_gather---{}"
-
-
-@dataclass
-class SequenceState:
-    """What one parallelized transformer's attention processors need to know about the current forward.
-
-    Args:
-        group (`UlyssesGroup`): the ranks sharing the sequence, which hold its chunks in rank order.
-        replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
-        check_inputs (`bool`): compare the inputs across ranks on the first forward.
-        ring (`UlyssesGroup`, *optional*): with ring attention, this rank's ring group (the ranks holding the same
-            heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
-            no ring, and `group` is the Ulysses group.
-        ulysses (`UlyssesGroup`, *optional*): with ring attention, this rank's Ulysses group.
-
-    Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
-    `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
-    tokens that were split instead; `lengths`, the lengths of the sequences that were split.
-    """
-
-    group: UlyssesGroup
-    replicated_front: bool = True
-    check_inputs: bool = True
-    ring: UlyssesGroup | None = None
-    ulysses: UlyssesGroup | None = None
-    checked: bool = field(default=False, repr=False)
-    replicated: int = 0
-    text: int = 0
-    lengths: set[int] = field(default_factory=set)
-
-    def __post_init__(self):
-        if (self.ring is None) != (self.ulysses is None):
-            raise ValueError("SequenceState takes `ring` and `ulysses` together, or neither.")
-        if self.ring is not None and self.ring.size * self.ulysses.size != self.group.size:
-            raise ValueError(
-                f"A ring of {self.ring.size} Ulysses groups of {self.ulysses.size} ranks does not make the "
-                f"{self.group.size} ranks of the sequence group."
-            )
-
-    def reset(self) -> None:
-        self.replicated = self.text = 0
-        self.lengths.clear()
-
-    @property
-    def uneven(self) -> int | None:
-        """The length of the split sequence when P does not divide it (its ranks then hold `chunk_sizes` tokens)."""
-        return next((n for n in self.lengths if n % self.group.size), None)
-
-    def seq_lens(self, joint: bool) -> tuple[int, ...] | None:
-        """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count."""
-        tokens = self.uneven
-        if tokens is None:
-            return None
-        text = self.text // self.group.size if joint else 0
-        return tuple(n + text for n in chunk_sizes(tokens, self.group.size))
-
-
-def _shard(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, name: str) -> torch.Tensor:
-    if spec.expected_dims is not None and x.dim() != spec.expected_dims:
-        return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
-    P, rank, size = state.group.size, state.group.rank, x.shape[spec.split_dim]
-    if P == 1:
-        return x
-    if isinstance(spec, Replicated):
-        state.replicated = size
-        return x
-    if isinstance(spec, SplitOrReplicate):
-        if size % P:
-            state.replicated = size
-            return x
-        state.text = size
-        return x.narrow(spec.split_dim, rank * (size // P), size // P)
-    if isinstance(spec, SplitUnlessBroadcast) and size == 1:
-        return x  # one row for every token (a broadcast RoPE table): each rank's tokens need all of it
-    if isinstance(spec, SplitTail):
-        total, start, stop = _held(state, name)
-        if size > total:
-            raise ValueError(f"`{name}` has {size} rows, more than the {total} tokens of the sequence split before it.")
-        offset = total - size  # the tokens before the tail, e.g. prepended memory tokens
-        first, last = max(start - offset, 0), max(stop - offset, 0)
-        return x.narrow(spec.split_dim, first, last - first)
-    if size < P:
-        raise ValueError(f"`{name}` has {size} tokens along dim {spec.split_dim}, fewer than the {P} ranks sharing it.")
-    state.lengths.add(size)
-    if len(state.lengths) > 1 and state.uneven is not None:
-        raise ValueError(
-            f"This forward splits sequences of lengths {sorted(state.lengths)} over {P} ranks, and {state.uneven} "
-            f"does not divide by {P}. Several sequences can only be split evenly: choose sizes that {P} divides."
-        )
-    sizes = chunk_sizes(size, P)
-    return x.narrow(spec.split_dim, sum(sizes[:rank]), sizes[rank])
-
-
-def _held(state: SequenceState, name: str) -> tuple[int, int, int]:
-    """`(total, start, stop)`: the length of the sequence split so far in this forward, and the tokens this rank
-    holds of it."""
-    if len(state.lengths) != 1:
-        raise ValueError(
-            f"`{name}` refers to the sequence split before it in this forward, but {len(state.lengths)} sequences "
-            f"were split so far ({sorted(state.lengths)}): its plan must split exactly one sequence before it."
-        )
-    (total,) = state.lengths
-    sizes = chunk_sizes(total, state.group.size)
-    start = sum(sizes[: state.group.rank])
-    return total, start, start + sizes[state.group.rank]
 
 
 def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) -> torch.Tensor:
@@ -146,21 +32,6 @@ def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) 
     if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
         raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
     return all_gather_dim(x, spec.gather_dim, group, sizes)
-
-
-def _check_same_inputs(tensors: list[torch.Tensor], group: UlyssesGroup) -> None:
-    """One all-reduce of a checksum: ranks fed different latents, prompts or timesteps would all attend to a sequence
-    assembled from mismatched pieces and return a wrong image without a word."""
-    sums = torch.stack([t.detach().double().sum() for t in tensors]) if tensors else torch.zeros(1, dtype=torch.float64)
-    both = torch.cat([sums, -sums])
-    dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group.group)
-    hi, neg_lo = both.chunk(2)
-    if not torch.equal(hi, -neg_lo):
-        raise RuntimeError(
-            "diffusers_usp: the ranks were given different transformer inputs. Every rank must see the same latents, "
-            "prompt embeddings and timesteps: seed generators identically (e.g. torch.Generator().manual_seed(0)) and "
-            "pass the same prompt on every rank. (Turn this check off with parallelize(..., check_inputs=False).)"
-        )
 
 
 class SplitHook(ModelHook):
@@ -180,7 +51,7 @@ class SplitHook(ModelHook):
     def pre_forward(self, module, *args, **kwargs):
         state = self.state
         if self.root:
-            if getattr(module, "_parallel_config", None) is not None:  # the same on every rank: all raise
+            if native_parallelism(module) is not None:  # the same on every rank: all raise
                 raise RuntimeError(
                     f"{type(module).__name__} was given diffusers' own parallelism (`enable_parallelism`) after "
                     "diffusers_usp.parallelize: its hooks would split the sequence a second time. Use one or the "
@@ -191,7 +62,7 @@ class SplitHook(ModelHook):
             # eager first call checks; a model compiled before any eager call is not checked.
             if state.check_inputs and not state.checked and state.group.size > 1 and not torch.compiler.is_compiling():
                 tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
-                _check_same_inputs(tensors, state.group)
+                check_same_inputs(tensors, state.group)
                 state.checked = True
         args = list(args)
         for name, spec in self.specs.items():
@@ -216,28 +87,24 @@ class SplitHook(ModelHook):
         return output[0] if single else tuple(output)
 
     def _split(self, value, spec, name: str):
-        """A tensor by `spec`; a list or tuple of tensors element by element, by a list or tuple of specs or by one
-        `SplitEach`; an `int` counting leading tokens by `TokenCount`; `Refused` raises on any value but None."""
-        if isinstance(spec, Refused):
-            if value is not None and self.state.group.size > 1:
-                raise ValueError(f"diffusers_usp: `{name}={value!r}` is not supported under parallelize. {spec.reason}")
+        """`value` split by `spec`: a tensor by a tensor spec; a list or tuple element by element by a list or tuple
+        of specs; anything else by the spec's own `split` rule (`SplitEach`, `TokenCount`, `Refused`)."""
+        if self.state.group.size == 1:
             return value
-        if isinstance(spec, TokenCount):
-            if not isinstance(value, int) or self.state.group.size == 1:
+        if isinstance(spec, (list, tuple)):
+            if not isinstance(value, (list, tuple)):
                 return value
-            _, start, stop = _held(self.state, name)
-            return min(max(value - start, 0), stop - start)  # the counted tokens among this rank's
-        if isinstance(value, torch.Tensor):
-            return _shard(value, spec, self.state, name)
-        if isinstance(value, (list, tuple)) and isinstance(spec, SplitEach):
-            return type(value)(_shard(v, spec, self.state, f"{name}[{i}]") for i, v in enumerate(value))
-        if isinstance(value, (list, tuple)) and isinstance(spec, (list, tuple)):
             if len(value) != len(spec):
                 raise ValueError(f"`{name}` has {len(value)} elements but its plan entry has {len(spec)}.")
             split = [
                 self._split(v, s, f"{name}[{i}]") if s is not None else v for i, (v, s) in enumerate(zip(value, spec))
             ]
             return type(value)(split)
+        rule = getattr(spec, "split", None)
+        if rule is not None:
+            return rule(value, self.state, name)
+        if isinstance(value, torch.Tensor):
+            return shard_tensor(value, spec, self.state, name)
         return value  # None, or not a sequence tensor (diffusers' plans skip these too)
 
 

@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from torch.profiler import profile
 
 from diffusers_usp import USPProcessor, parallelize
-from diffusers_usp.attention import ulysses_attention
 from diffusers_usp.comm import exchange_qkv, head_split, pack_qkv, unpack_qkv
-from diffusers_usp.state import ulysses_group
+from diffusers_usp.groups import resolve_group
 from diffusers_usp.tiny import (
     flux_transformer_inputs,
     tiny_flux_transformer,
     tiny_wan_transformer,
     wan_transformer_inputs,
 )
+from diffusers_usp.ulysses import ulysses_attention
 
 
 def build(model: str, shape: dict, seed: int = 0, **config):
@@ -108,7 +108,7 @@ def _rank_tensors(seed: int, rank: int, B: int, S_LOCAL: int, Hq: int, Hkv: int,
 def packed_all_to_all(seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int) -> float:
     """Max difference between the packed all-to-all and the per-source slices it must deliver; rank i holds
     `seq_lens[i]` tokens."""
-    group = ulysses_group()
+    group = resolve_group()
     r = group.rank
     split = head_split(Hq, Hkv, group.size)
     q, k, v = _rank_tensors(seed, r, B, seq_lens[r], Hq, Hkv, D)
@@ -145,7 +145,7 @@ def attention_core(
     """Max difference between `ulysses_attention` and SDPA over the whole sequence, with rank i holding
     `seq_lens[i]` sharded tokens, replicated tokens (front or back of each rank's sequence) and a replicated K/V
     prefix."""
-    group = ulysses_group()
+    group = resolve_group()
     r = group.rank
     g = torch.Generator().manual_seed(seed)
     q_rep, k_rep, v_rep = (torch.randn(B, replicated, h, D, generator=g) for h in (Hq, Hkv, Hkv))
@@ -275,9 +275,9 @@ def compiled_first(model: str, shape: dict) -> float:
 def pipelined_core(seed: int, B: int, S_LOCAL: int, Hq: int, Hkv: int, D: int, chunks: int):
     """(max difference from SDPA over the whole sequence, all-to-alls made) of the even path exchanging its heads in
     `chunks` asynchronous groups, the schedule CUDA-graph capture uses."""
-    from diffusers_usp.attention import _ulysses_even
+    from diffusers_usp.ulysses import _ulysses_even
 
-    group = ulysses_group()
+    group = resolve_group()
     r = group.rank
     shards = [_rank_tensors(seed, i, B, S_LOCAL, Hq, Hkv, D) for i in range(group.size)]
     with profile() as prof:

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.profiler import profile
 
 from diffusers_usp import parallelize, tiny
-from diffusers_usp.pending import PendingTensor
+from diffusers_usp.cfg.pending import PendingTensor
 
 WAN = dict(frames=2, height=8, width=8)  # 16 tokens
 NEGATIVE_TEXT = 5  # the uncond call's text length (the cond call's is 8): the two calls differ in more than values
@@ -105,7 +105,7 @@ def batched(model: str, shape: dict, calls: int = 2, ring_degree: int = 1, **con
 
 def mesh_layout(seconds: float, cfg: int = 2, ring: int = 1) -> dict:
     """The groups `parallelize(cfg_degree=cfg, ring_degree=ring)` builds on this rank, with their timeouts."""
-    from diffusers_usp.state import ParallelDims
+    from diffusers_usp.groups import ParallelDims
 
     dims = ParallelDims(tuple(range(dist.get_world_size())), cfg=cfg, ring=ring, timeout=timedelta(seconds=seconds))
     layout = {}

@@ -12,12 +12,12 @@ import torch.distributed as dist
 from torch.profiler import profile
 
 from diffusers_usp import parallelize, remove_parallelism, tiny
-from diffusers_usp.ring import usp_ring_attention
-from diffusers_usp.state import ParallelDims, UlyssesGroup
+from diffusers_usp.groups import Group, ParallelDims
+from diffusers_usp.ring import ring_attention
 
 
 @functools.cache
-def mesh_groups(R: int, U: int) -> tuple[UlyssesGroup, UlyssesGroup]:
+def mesh_groups(R: int, U: int) -> tuple[Group, Group]:
     """(ulysses, ring) groups of this rank, from the mesh `parallelize(ring_degree=R)` builds over the world (ring
     major: global chunk `r * U + u` is world rank `r * U + u`). Cached, so that repeated cases do not create new gloo
     groups."""
@@ -30,7 +30,7 @@ def ring_core(
     R: int, U: int, seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int, replicated: int,
     front: bool, kv_prefix: int, mask: str | None = None, compiled: bool = False,
 ) -> tuple[float, dict[str, int]]:  # fmt: skip
-    """(max difference between `usp_ring_attention` and SDPA over the whole sequence, collectives of the call).
+    """(max difference between `ring_attention` and SDPA over the whole sequence, collectives of the call).
 
     Global chunk `c = r * U + u` (this process's world rank) holds `seq_lens[c]` sharded tokens; replicated tokens
     sit at the front or back of every rank's sequence, and a replicated K/V prefix precedes all keys.
@@ -48,7 +48,7 @@ def ring_core(
     q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[c]))
     masks = cases._key_masks(seed, B, [replicated, *seq_lens], mask) if mask else None  # replicated keys, then chunks
     attend = functools.partial(
-        usp_ring_attention, ulysses=ulysses, ring=ring, replicated=replicated, replicated_front=front,
+        ring_attention, ulysses=ulysses, ring=ring, replicated=replicated, replicated_front=front,
         kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens,
         key_mask=local(masks[0], masks[1 + c]) if mask else None,
     )  # fmt: skip

@@ -82,13 +82,14 @@ def test_several_uneven_sequences_are_refused_with_their_sizes():
     be ambiguous, so the split refuses instead of risking mismatched all-to-alls."""
     from diffusers.models._modeling_parallel import ContextParallelInput
 
-    from diffusers_usp.sharding import SequenceState, _shard
-    from diffusers_usp.state import UlyssesGroup
+    from diffusers_usp.groups import Group
+    from diffusers_usp.plans.base import shard_tensor
+    from diffusers_usp.sequence import SequenceState
 
-    state, spec = SequenceState(UlyssesGroup(None, 0, 3)), ContextParallelInput(split_dim=1)
-    assert _shard(torch.zeros(1, 7, 4), spec, state, "hidden_states").shape[1] == 3  # tensor_split: 3, 2, 2
+    state, spec = SequenceState(Group(None, 0, 3)), ContextParallelInput(split_dim=1)
+    assert shard_tensor(torch.zeros(1, 7, 4), spec, state, "hidden_states").shape[1] == 3  # tensor_split: 3, 2, 2
     with pytest.raises(ValueError, match=r"lengths \[7, 9\].*3 ranks"):
-        _shard(torch.zeros(1, 9, 4), spec, state, "audio_hidden_states")
+        shard_tensor(torch.zeros(1, 9, 4), spec, state, "audio_hidden_states")
 
 
 def test_group_and_timeout_are_exclusive():

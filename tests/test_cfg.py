@@ -10,8 +10,10 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from diffusers_usp import parallelize
-from diffusers_usp.cfg import _HOOK, CFGHook, keep_outermost
-from diffusers_usp.state import ParallelDims, UlyssesGroup
+from diffusers_usp.cfg import HOOK as _HOOK
+from diffusers_usp.cfg import keep_outermost
+from diffusers_usp.cfg.hook import CFGHook
+from diffusers_usp.groups import Group, ParallelDims
 from diffusers_usp.tiny import tiny_wan_transformer
 
 # world: what one forward on one CFG group's ranks costs in collectives. Tiny Wan: 2 blocks, 1 sharded
@@ -197,7 +199,7 @@ def test_cuda_graph_hook_is_kept_inside_the_cfg_hook():
     pairing; each group must capture only the calls it computes."""
     model = tiny_wan_transformer()
     registry = HookRegistry.check_if_exists_or_initialize(model)
-    registry.register_hook(CFGHook(UlyssesGroup(None, 0, 2), {}, False, False), _HOOK)
+    registry.register_hook(CFGHook(Group(None, 0, 2), {}, False, False), _HOOK)
     registry.register_hook(ModelHook(), "usp_cuda_graph")
     keep_outermost(model)
     assert registry._hook_order == ["usp_cuda_graph", _HOOK]

@@ -12,10 +12,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from diffusers_usp import apply_cuda_graphs, parallelize
-from diffusers_usp.attention import CAPTURE_HEAD_CHUNKS, ulysses_attention
-from diffusers_usp.ring import attention_lse
-from diffusers_usp.state import UlyssesGroup
+from diffusers_usp.groups import Group
+from diffusers_usp.lse import attention_lse
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer
+from diffusers_usp.ulysses import CAPTURE_HEAD_CHUNKS, ulysses_attention
 
 pytestmark = pytest.mark.gpu
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def nccl():
     dist.init_process_group("nccl", store=dist.HashStore(), rank=0, world_size=1, device_id=torch.device("cuda", 0))
-    yield UlyssesGroup(dist.group.WORLD, 0, 1)
+    yield Group(dist.group.WORLD, 0, 1)
     dist.destroy_process_group()
 
 

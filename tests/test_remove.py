@@ -7,9 +7,9 @@ import zoo
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
 from diffusers_usp import USPProcessor, parallelize, remove_parallelism
+from diffusers_usp.groups import Group
 from diffusers_usp.role import AttentionRole
-from diffusers_usp.sharding import SequenceState
-from diffusers_usp.state import UlyssesGroup
+from diffusers_usp.sequence import SequenceState
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_controlnet_pipeline, tiny_flux_transformer
 
 
@@ -64,19 +64,19 @@ def test_parallelize_gives_each_module_its_role():
     parallelize(model)
     roles = _roles(model)
     refiner = next(role for path, role in roles.items() if path.startswith("context_embedder."))
-    assert refiner.mode == "local" and not refiner.sharded_queries
+    assert refiner.mode == "cross" and not refiner.sharded_queries
     assert roles["transformer_blocks.0.attn"].mode == "sharded"
     assert {(r.model, id(r.sequence)) for r in roles.values()} == {(type(model).__name__, id(model._usp_sequence))}
 
     model, _ = zoo.build("WanTransformer3DModel")
     parallelize(model)
     roles = _roles(model)
-    assert roles["blocks.0.attn2"].mode == "local" and roles["blocks.0.attn2"].sharded_queries
+    assert roles["blocks.0.attn2"].mode == "cross" and roles["blocks.0.attn2"].sharded_queries
     assert roles["blocks.0.attn1"].mode == "sharded" and not roles["blocks.0.attn1"].sharded_queries
 
     model, _ = zoo.build("TransformerTemporalModel")  # split along its batch: every attention local, none sharded
     parallelize(model)
-    assert all(role.mode == "local" and not role.sharded_queries for role in _roles(model).values())
+    assert all(role.mode == "cross" and not role.sharded_queries for role in _roles(model).values())
 
 
 def test_bare_processor_keeps_the_heads_role_and_its_group_argument():
@@ -88,16 +88,16 @@ def test_bare_processor_keeps_the_heads_role_and_its_group_argument():
 
 
 def test_roles_are_validated_where_they_are_made():
-    state = SequenceState(UlyssesGroup(None, 0, 2))
+    state = SequenceState(Group(None, 0, 2))
     with pytest.raises(ValueError, match="one of"):
-        AttentionRole(mode="cross", sequence=state)
+        AttentionRole(mode="local", sequence=state)  # the old name of "cross"
     with pytest.raises(ValueError, match="needs the transformer's `sequence`"):
         AttentionRole(mode="sharded")
     with pytest.raises(ValueError, match="takes no `sequence`"):
         AttentionRole(sequence=state)
-    with pytest.raises(ValueError, match="describes a local module"):
+    with pytest.raises(ValueError, match="describes a cross module"):
         AttentionRole(mode="sharded", sequence=state, sharded_queries=True)
     with pytest.raises(ValueError, match="wraps one module's processor"):
         USPProcessor(role=AttentionRole(mode="sharded", sequence=state))
     with pytest.raises(ValueError, match="heads role only"):
-        USPProcessor(FluxAttnProcessor(), group=object(), role=AttentionRole(mode="local", sequence=state))
+        USPProcessor(FluxAttnProcessor(), group=object(), role=AttentionRole(mode="cross", sequence=state))

@@ -11,11 +11,12 @@ import torch
 
 from diffusers_usp import parallelize
 from diffusers_usp.comm import chunk_sizes
-from diffusers_usp.ring import attention_lse, merge_lse, usp_ring_attention
-from diffusers_usp.state import ParallelDims, UlyssesGroup
+from diffusers_usp.groups import Group, ParallelDims
+from diffusers_usp.lse import attention_lse, merge_lse
+from diffusers_usp.ring import ring_attention
 from diffusers_usp.tiny import tiny_wan_transformer
 
-ALONE = UlyssesGroup(None, 0, 1)
+ALONE = Group(None, 0, 1)
 
 
 def test_merge_lse_equals_attention_over_all_keys():
@@ -61,7 +62,7 @@ def test_single_rank_is_plain_attention():
     k_pre, v_pre = (torch.randn(B, T, Hkv, D, generator=g) for _ in range(2))
     mask = torch.rand(B, L, generator=g) < 0.7
     mask[:, 0] = True
-    out = usp_ring_attention(q, k, v, ALONE, ALONE, replicated=R, replicated_front=False, kv_prefix=(k_pre, v_pre),
+    out = ring_attention(q, k, v, ALONE, ALONE, replicated=R, replicated_front=False, kv_prefix=(k_pre, v_pre),
                              key_mask=mask)  # fmt: skip
     full_mask = torch.cat([torch.ones(B, T, dtype=torch.bool), mask], dim=1)[:, None, None, :]
     want = cases._sdpa(q, torch.cat([k_pre, k], 1), torch.cat([v_pre, v], 1), full_mask)
@@ -73,9 +74,9 @@ def test_wrong_seq_lens_fail_with_the_numbers():
     fail before any collective (a wrong block size would hang or misread a ring receive)."""
     q = torch.zeros(1, 4, 2, 8)
     with pytest.raises(ValueError, match=r"ring\(1\) \* ulysses\(1\) = 1"):
-        usp_ring_attention(q, q, q, ALONE, ALONE, seq_lens=(4, 4))
+        ring_attention(q, q, q, ALONE, ALONE, seq_lens=(4, 4))
     with pytest.raises(ValueError, match=r"L\(4\) - replicated\(1\)"):
-        usp_ring_attention(q, q, q, ALONE, ALONE, replicated=1, seq_lens=(4,))
+        ring_attention(q, q, q, ALONE, ALONE, replicated=1, seq_lens=(4,))
 
 
 def _cases(R: int, U: int, n: int = 8):

@@ -1,7 +1,6 @@
 """Allegro's plan: video tokens in self-attention, text by cross-attention."""
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 # Allegro: the pipeline passes `image_rotary_emb = ((t, h, w) frequency tables, (t, h, w) position ids)`. The tables
@@ -23,7 +22,7 @@ ALLEGRO = SequencePlan(
         "transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("transformer_blocks.*.attn2",),
+    cross_attention=("transformer_blocks.*.attn2",),
 )
 
 PLANS = {"AllegroTransformer3DModel": ALLEGRO}

@@ -6,8 +6,7 @@ sequence) and the gather on the last block's output ("transformer_blocks.-1", wh
 `forward` drops the prepended rows with plain tensor code. RoPE tables cover the joint sequence and split with it.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitTail, TokenCount
 
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
@@ -28,7 +27,7 @@ STABLE_AUDIO = SequencePlan(
         },
         "transformer_blocks.-1": _GATHER,
     },
-    local_attention=("transformer_blocks.*.attn2",),
+    cross_attention=("transformer_blocks.*.attn2",),
 )
 
 # Stable Audio 3: [memory tokens | audio]. The RoPE table ([M + L, D]) comes from one module call, split at its
@@ -48,7 +47,7 @@ STABLE_AUDIO3 = SequencePlan(
         },
         "transformer_blocks.-1": _GATHER,
     },
-    local_attention=("transformer_blocks.*.cross_attn",),
+    cross_attention=("transformer_blocks.*.cross_attn",),
 )
 
 # MiniMax Music 3: [timestep token | audio], self-attention only. `rotary_emb` returns `(cos, sin)` for the joint

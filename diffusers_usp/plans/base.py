@@ -9,12 +9,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
-from diffusers.models._modeling_parallel import (
-    ContextParallelInput,
-    ContextParallelModelPlan,
-    ContextParallelOutput,
-)
+import torch
+
+from ..comm import chunk_sizes
+from ..compat import ContextParallelInput, ContextParallelModelPlan, ContextParallelOutput
+
+if TYPE_CHECKING:
+    from ..sequence import SequenceState
+
+
+def shard_tensor(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, name: str) -> torch.Tensor:
+    """`x` split by `spec`: by its own `split_tensor` rule (the spec classes below), or as a plain diffusers
+    `ContextParallelInput` (`split_tokens`)."""
+    if spec.expected_dims is not None and x.dim() != spec.expected_dims:
+        return x  # diffusers' plan semantics: an input of another rank is not a sequence to split (e.g. 1-D timestep)
+    if state.group.size == 1:
+        return x
+    rule = getattr(spec, "split_tensor", None)
+    return rule(x, state, name) if rule is not None else split_tokens(x, spec, state, name)
+
+
+def split_tokens(x: torch.Tensor, spec: ContextParallelInput, state: SequenceState, name: str) -> torch.Tensor:
+    """A plain `ContextParallelInput`: this rank's chunk along `spec.split_dim`, sized as `torch.tensor_split` sizes
+    it. Every spec class below defines `split_tensor` the same way, with its own rule; `sharding.py` calls them."""
+    P, rank, size = state.group.size, state.group.rank, x.shape[spec.split_dim]
+    if size < P:
+        raise ValueError(f"`{name}` has {size} tokens along dim {spec.split_dim}, fewer than the {P} ranks sharing it.")
+    state.record_split(size)
+    sizes = chunk_sizes(size, P)
+    return x.narrow(spec.split_dim, sum(sizes[:rank]), sizes[rank])
 
 
 @dataclass(frozen=True)
@@ -26,6 +51,14 @@ class SplitOrReplicate(ContextParallelInput):
     by head locally, its output rows carried by the output all-to-all).
     """
 
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        P, size = state.group.size, x.shape[self.split_dim]
+        if size % P:
+            state.replicated = size
+            return x
+        state.text = size
+        return x.narrow(self.split_dim, state.group.rank * (size // P), size // P)
+
 
 @dataclass(frozen=True)
 class Replicated(ContextParallelInput):
@@ -34,6 +67,10 @@ class Replicated(ContextParallelInput):
     For joint text that the model's own code needs whole even when P divides it: HunyuanVideo builds its key-padding
     mask from the whole prompt's valid-token count.
     """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        state.replicated = x.shape[self.split_dim]
+        return x
 
 
 @dataclass(frozen=True)
@@ -45,11 +82,21 @@ class SplitEach(ContextParallelInput):
     its length known in advance.
     """
 
+    def split(self, value, state: SequenceState, name: str):
+        if isinstance(value, torch.Tensor):
+            return shard_tensor(value, self, state, name)
+        if not isinstance(value, (list, tuple)):
+            return value
+        return type(value)(shard_tensor(v, self, state, f"{name}[{i}]") for i, v in enumerate(value))
+
 
 @dataclass(frozen=True)
 class SplitUnlessBroadcast(ContextParallelInput):
     """Split like a plain `ContextParallelInput`, unless its `split_dim` has length 1: then it broadcasts over the
     sequence (one RoPE row for every token, as HunyuanDiT's forward accepts) and every rank keeps it whole."""
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        return x if x.shape[self.split_dim] == 1 else split_tokens(x, self, state, name)
 
 
 @dataclass(frozen=True)
@@ -61,12 +108,27 @@ class SplitTail(ContextParallelInput):
     inpainting `local_seq` follows its memory tokens. Paired with `TokenCount` on the count of prepended tokens.
     """
 
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        total, start, stop = state.held(name)
+        size = x.shape[self.split_dim]
+        if size > total:
+            raise ValueError(f"`{name}` has {size} rows, more than the {total} tokens of the sequence split before it.")
+        offset = total - size  # the tokens before the tail, e.g. prepended memory tokens
+        first, last = max(start - offset, 0), max(stop - offset, 0)
+        return x.narrow(self.split_dim, first, last - first)
+
 
 @dataclass(frozen=True)
 class TokenCount:
     """An `int` argument that counts the *first* tokens of the sequence split earlier in this forward, which the module
     treats apart (HunyuanVideo's first-frame tokens under `token_replace`, Stable Audio 3's memory tokens). Each rank
     is passed how many of those tokens it holds, so `x[:, :count]` stays right on its chunk."""
+
+    def split(self, value, state: SequenceState, name: str):
+        if not isinstance(value, int):
+            return value
+        _, start, stop = state.held(name)
+        return min(max(value - start, 0), stop - start)  # the counted tokens among this rank's
 
 
 @dataclass(frozen=True)
@@ -79,6 +141,11 @@ class Refused:
     """
 
     reason: str
+
+    def split(self, value, state: SequenceState, name: str):
+        if value is not None:
+            raise ValueError(f"diffusers_usp: `{name}={value!r}` is not supported under parallelize. {self.reason}")
+        return value
 
 
 class UnsupportedConfig(ValueError):
@@ -97,10 +164,10 @@ class SequencePlan:
             split (`ContextParallelInput`, keyed by forward parameter name or, with `split_output=True`, output
             index; also `TokenCount` and `Refused` for arguments that are not tensors to split), or to the
             `ContextParallelOutput`(s) to gather from its output.
-        local_attention (`tuple[str, ...]`):
+        cross_attention (`tuple[str, ...]`):
             Glob patterns of attention module paths whose keys and values every rank holds whole: cross-attention to
-            text, or self-attention of a text-only refiner. They are attended locally, with no collective. All other
-            attention modules are sharded self-attention.
+            text, or self-attention of a text-only refiner (its whole sequence is text). They are attended locally,
+            with no collective. All other attention modules are sharded self-attention.
         joint_attention (`tuple[str, ...]`, *optional*):
             Glob patterns of the sharded attention modules whose sequence includes the `SplitOrReplicate` tokens
             (text joint with the image). `None` means all of them. When those tokens stay replicated, only these
@@ -110,7 +177,7 @@ class SequencePlan:
     """
 
     split: ContextParallelModelPlan
-    local_attention: tuple[str, ...] = ()
+    cross_attention: tuple[str, ...] = ()
     joint_attention: tuple[str, ...] | None = None
     replicated_front: bool = True
 
@@ -120,8 +187,8 @@ class SequencePlan:
         ):  # a plan that never gathers would return one rank's slice as the model output
             raise ValueError("A SequencePlan must gather its output with a ContextParallelOutput.")
 
-    def is_local(self, module_path: str) -> bool:
-        return any(fnmatchcase(module_path, pattern) for pattern in self.local_attention)
+    def is_cross(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.cross_attention)
 
     def is_joint(self, module_path: str) -> bool:
         patterns = self.joint_attention if self.joint_attention is not None else ("*",)

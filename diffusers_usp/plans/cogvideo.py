@@ -12,8 +12,7 @@ ConsisID, built on CogVideoX, is not covered: after its blocks it slices `cat([t
 whole text length, which is wrong when the text is sharded.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitOrReplicate
 
 COGVIDEOX = SequencePlan(

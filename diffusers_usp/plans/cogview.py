@@ -5,8 +5,7 @@ local text length. Text is `SplitOrReplicate`: sharded with the image when P div
 rank and a replicated block at the front of the attention sequence.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitOrReplicate
 
 # CogView3-Plus adds learned 2-D position embeddings to the image patches in `patch_embed` and has no RoPE, so the

@@ -6,8 +6,7 @@ so each block splits its own copy: the learnable absolute position embedding, th
 (`timestep` of shape [B, 1, T, 1, 1], expanded to one row per token) and the ControlNet residuals.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
@@ -31,7 +30,7 @@ COSMOS = SequencePlan(
         "norm_out": {"embedded_timestep": _TOKENS, "temb": _TOKENS},
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("transformer_blocks.*.attn2",),
+    cross_attention=("transformer_blocks.*.attn2",),
 )
 
 PLANS = {"CosmosTransformer3DModel": COSMOS}

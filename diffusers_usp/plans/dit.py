@@ -10,8 +10,7 @@ whole, so it attends locally, with no collective. The pipelines pass no self-att
 reaches only `attn2`, where it is applied locally).
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitUnlessBroadcast, UnsupportedConfig
 
 _FIRST_BLOCK = {"transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)}}
@@ -22,7 +21,7 @@ DIT = SequencePlan(split={**_FIRST_BLOCK, "proj_out_2": ContextParallelOutput(ga
 # PixArt-alpha/sigma: `adaln_single` modulation, T5 text through cross-attention.
 PIXART = SequencePlan(
     split={**_FIRST_BLOCK, "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3)},
-    local_attention=("transformer_blocks.*.attn2",),
+    cross_attention=("transformer_blocks.*.attn2",),
 )
 
 
@@ -59,7 +58,7 @@ def _unet_transformer(model) -> SequencePlan:
         local += ("transformer_blocks.*.attn1",)
     return SequencePlan(
         split={**_FIRST_BLOCK, last: ContextParallelOutput(gather_dim=1, expected_dims=3)},
-        local_attention=local,
+        cross_attention=local,
     )
 
 
@@ -74,7 +73,7 @@ HUNYUAN_DIT = SequencePlan(
         "blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("blocks.*.attn2",),
+    cross_attention=("blocks.*.attn2",),
 )
 
 # TransformerTemporalModel (UNet video models): attention runs over the frames of each pixel, `[B*H*W, F, C]`, and
@@ -85,7 +84,7 @@ TRANSFORMER_TEMPORAL = SequencePlan(
         "proj_in": {"input": ContextParallelInput(split_dim=0, expected_dims=3)},
         "proj_out": ContextParallelOutput(gather_dim=0, expected_dims=3),
     },
-    local_attention=("*",),
+    cross_attention=("*",),
 )
 
 PLANS = {

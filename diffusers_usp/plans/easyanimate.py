@@ -1,7 +1,6 @@
 """EasyAnimate's plan: text joint with the video in every block."""
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitOrReplicate
 
 # EasyAnimate: every block concatenates `[text, video]` inside attention (its MMDiT blocks with their own text

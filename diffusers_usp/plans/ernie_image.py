@@ -12,8 +12,7 @@ projection, before the forward slices the image rows off it.
 Not supported here (reasons in `tests/zoo/ernie_image.py`): Krea 2, Bria FIBO 2 and Ideogram 4.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 # ERNIE-Image: blocks run sequence-first (`x` is `[S, B, H]`). The forward builds the RoPE table `[B, S, 1, D]`, the

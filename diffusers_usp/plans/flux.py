@@ -1,7 +1,6 @@
 """Flux-family plans: text joint with the image (prepended) in every block."""
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import Replicated, SequencePlan, SplitEach, SplitOrReplicate
 
 # Text is sharded with the image when P divides its length: then its MLPs and projections divide by P too.

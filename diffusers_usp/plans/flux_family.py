@@ -11,8 +11,7 @@ Chroma is not supported: its blocks expand the text padding mask to a per-query 
 `tests/zoo/flux_family.py`).
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import Refused, SequencePlan, SplitOrReplicate
 from .flux import FLUX
 

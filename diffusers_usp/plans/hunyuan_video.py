@@ -5,8 +5,7 @@ after the last block (`hidden_states[:, -original_context_length:]`), so the seq
 block's output, not at `proj_out`.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import Replicated, SequencePlan, SplitOrReplicate, TokenCount
 
 _ROPE_ROWS = ContextParallelInput(split_dim=0, expected_dims=2)
@@ -31,7 +30,7 @@ HUNYUAN_VIDEO_FRAMEPACK = SequencePlan(
         # The block returns (latents, text); `forward` drops the text.
         "single_transformer_blocks.-1": [ContextParallelOutput(gather_dim=1, expected_dims=3), None],
     },
-    local_attention=("context_embedder.*",),
+    cross_attention=("context_embedder.*",),
     replicated_front=False,
 )
 
@@ -54,7 +53,7 @@ def _hunyuan_video(transformer) -> SequencePlan:
         # Image-to-video by token replacement modulates the first frame's tokens apart: every block takes their count
         # over the whole video (`num_tokens`, the first `x[:, :num_tokens]` rows) and is given this rank's share.
         split["transformer_blocks.*"] = split["single_transformer_blocks.*"] = {"num_tokens": TokenCount()}
-    return SequencePlan(split=split, local_attention=("context_embedder.*",), replicated_front=False)
+    return SequencePlan(split=split, cross_attention=("context_embedder.*",), replicated_front=False)
 
 
 PLANS = {

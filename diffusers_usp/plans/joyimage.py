@@ -10,8 +10,7 @@ a replicated block at the back of the joint sequence (`replicated_front=False`).
 Not supported: JoyImage-Edit-Plus (reason in `tests/zoo/joyimage.py`).
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitOrReplicate
 
 _IMAGE_ROPE = ContextParallelInput(split_dim=0, expected_dims=2)  # [I, D] cos or sin

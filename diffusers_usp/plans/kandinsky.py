@@ -8,8 +8,7 @@ The text encoder blocks run on the whole text before any split, so their self-at
 cross-attention to the text.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
@@ -24,7 +23,7 @@ KANDINSKY5 = SequencePlan(
         "visual_transformer_blocks.*": {"rope": ContextParallelInput(split_dim=1, expected_dims=6)},
         "visual_transformer_blocks.-1": _GATHER,
     },
-    local_attention=("text_transformer_blocks.*", "visual_transformer_blocks.*.cross_attention"),
+    cross_attention=("text_transformer_blocks.*", "visual_transformer_blocks.*.cross_attention"),
 )
 
 # Kandinsky 6 RoPE tables, video [S, 1, D / 2, 2, 2]: one row per token, dim 0.
@@ -51,7 +50,7 @@ KANDINSKY6 = SequencePlan(
         # The block returns (video, audio); only the video was split.
         "visual_transformer_blocks.-1": [_GATHER, None],
     },
-    local_attention=(
+    cross_attention=(
         "video_text_transformer_blocks.*",
         "audio_text_transformer_blocks.*",
         "visual_transformer_blocks.*.audio_dec_block.*",

@@ -4,8 +4,7 @@ diffusers' own `_cp_plan` for LTX splits the text and its mask as well, which su
 whole on every rank so that `attn2` is attended locally, with no collective.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitOrReplicate
 
 _TOKENS = ContextParallelInput(split_dim=1, expected_dims=3)
@@ -29,7 +28,7 @@ LTX_VIDEO = SequencePlan(
         # built in `forward` for the whole sequence. `norm_out` is per token, so gathering its output is exact.
         "norm_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("transformer_blocks.*.attn2",),
+    cross_attention=("transformer_blocks.*.attn2",),
     joint_attention=(),
 )
 

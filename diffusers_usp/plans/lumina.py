@@ -12,8 +12,7 @@ mask) and `noise_refiner` (image) attend locally, with no collective. They are 2
 LuminaNextDiT2DModel has no plan: see `tests/zoo/`.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 # Batch rows with prompts of different lengths are right-padded to the longest joint sequence, and the layers get a
@@ -29,7 +28,7 @@ LUMINA2 = SequencePlan(
         },
         "norm_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("context_refiner.*", "noise_refiner.*"),
+    cross_attention=("context_refiner.*", "noise_refiner.*"),
 )
 
 PLANS = {"Lumina2Transformer2DModel": LUMINA2}

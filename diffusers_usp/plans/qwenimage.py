@@ -3,8 +3,7 @@
 Qwen-Image-2.1 (`QwenImage21Transformer2DModel`) has no plan: its attention is block-causal (see `tests/zoo/`).
 """
 
-from diffusers.models._modeling_parallel import ContextParallelOutput
-
+from ..compat import ContextParallelOutput, native_plan
 from .base import SequencePlan, SplitEach, SplitOrReplicate
 
 
@@ -18,7 +17,7 @@ def _qwenimage_splits() -> dict:
     # the text whole on every rank (a replicated block at the front of the joint attention) instead of failing.
     # A padding mask (batched prompts of different lengths) becomes the processor's `[B, 1, 1, text + image]`
     # key-padding mask, built from the local mask rows in the order of the local keys.
-    native = QwenImageTransformer2DModel._cp_plan
+    native = native_plan(QwenImageTransformer2DModel)
     text = SplitOrReplicate(split_dim=1, expected_dims=3)
     return {
         "transformer_blocks.0": {**native["transformer_blocks.0"], "encoder_hidden_states": text},

@@ -11,8 +11,7 @@ call attends the image queries to `[image, image-prompt]` keys, which `USPProces
 with the image-prompt tokens (whole on every rank) as a replicated K/V block.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan, SplitEach, SplitOrReplicate
 
 # SD3: the image and text split where they are embedded (so `skip_layers` may skip any block). Its

@@ -6,8 +6,7 @@ the per-token side inputs each model adds, and those are what these plans split.
 sequence at an integer position, is sharded per module instead (see `HELIOS`).
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput, native_plan
 from .base import SequencePlan
 
 # Wan's rotary module returns (cos, sin), each [1, S, 1, D]: one row per video token, split like the tokens.
@@ -29,7 +28,7 @@ WAN_VACE = SequencePlan(
         "blocks.0": {"hidden_states": _TOKENS},
         "proj_out": _GATHER,
     },
-    local_attention=("blocks.*.attn2", "vace_blocks.*.attn2"),
+    cross_attention=("blocks.*.attn2", "vace_blocks.*.attn2"),
 )
 
 WAN_ANIMATE = SequencePlan(
@@ -44,7 +43,7 @@ WAN_ANIMATE = SequencePlan(
         "proj_out": _GATHER,
     },
     # Per-frame cross-attention to the rank's own motion frames: every K/V row it needs is local.
-    local_attention=("blocks.*.attn2", "face_adapter.*"),
+    cross_attention=("blocks.*.attn2", "face_adapter.*"),
 )
 
 SKYREELS_V2 = SequencePlan(
@@ -62,7 +61,7 @@ SKYREELS_V2 = SequencePlan(
     },
     # Asynchronous diffusion forcing (`num_frame_per_block > 1`) adds a block-causal mask to the sharded
     # self-attention, which raises; the pipelines' default of 1 frame per block passes no mask.
-    local_attention=("blocks.*.attn2",),
+    cross_attention=("blocks.*.attn2",),
 )
 
 
@@ -71,7 +70,7 @@ def _chronoedit() -> SequencePlan:
 
     # diffusers' own plan is right: Wan's with the 1-D timestep ChronoEdit's pipeline passes (its temporal-reasoning
     # RoPE only changes the table's values, not its one row per token).
-    return SequencePlan(split=ChronoEditTransformer3DModel._cp_plan, local_attention=("blocks.*.attn2",))
+    return SequencePlan(split=native_plan(ChronoEditTransformer3DModel), cross_attention=("blocks.*.attn2",))
 
 
 # Helios concatenates [long | mid | short history | current] tokens, and its blocks split that sequence at the
@@ -93,7 +92,7 @@ HELIOS = SequencePlan(
         "blocks.*.ffn": {"hidden_states": _TOKENS},
         "blocks.*.ffn.net.2": _GATHER,  # the feed-forward's output projection
     },
-    local_attention=("blocks.*.attn2",),
+    cross_attention=("blocks.*.attn2",),
 )
 
 PLANS = {

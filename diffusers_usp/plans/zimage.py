@@ -3,8 +3,7 @@
 HiDream-I1, OmniGen and PRX have no plan: see `tests/zoo/zimage.py` for why.
 """
 
-from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
+from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
 
 # Z-Image: `noise_refiner` (image) and `context_refiner` (text) run first, each on its whole modality, then the
@@ -31,7 +30,7 @@ ZIMAGE = SequencePlan(
         # One final layer per patch size; the one the forward picks gathers before unpatchifying.
         "all_final_layer.*": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
-    local_attention=("noise_refiner.*", "context_refiner.*", "siglip_refiner.*"),
+    cross_attention=("noise_refiner.*", "context_refiner.*", "siglip_refiner.*"),
 )
 
 PLANS = {"ZImageTransformer2DModel": ZIMAGE}

@@ -1,5 +1,5 @@
 """`PendingTensor`: a tensor returned before its values exist on this rank, filled in place by its owner, and settled
-by its owner on any earlier use. CFG parallel returns one for the first call of a sequential pair (`cfg.py`)."""
+by its owner on any earlier use. CFG parallel returns one for the first call of a sequential pair (`sequential.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Protocol
 
 import torch
 from torch.utils._pytree import tree_leaves
+
+from ..compat import no_subclass_dispatch
 
 
 class Owner(Protocol):
@@ -30,12 +32,12 @@ class PendingTensor(torch.Tensor):
         for x in tree_leaves((args, kwargs)):
             if type(x) is PendingTensor and x._usp_owner is not None:
                 x._usp_owner.settle("the pipeline used the conditional output before making the unconditional call")
-        with torch._C.DisableTorchFunctionSubclass():
+        with no_subclass_dispatch():
             return func(*args, **kwargs)
 
 
 def pending_tensor(x: torch.Tensor, owner: Owner) -> PendingTensor:
-    with torch._C.DisableTorchFunctionSubclass():
+    with no_subclass_dispatch():
         pending = x.as_subclass(PendingTensor)
     pending._usp_owner = owner
     return pending
@@ -43,5 +45,5 @@ def pending_tensor(x: torch.Tensor, owner: Owner) -> PendingTensor:
 
 def plain(x: torch.Tensor) -> torch.Tensor:
     """The same storage as an ordinary tensor, whatever `x`'s class."""
-    with torch._C.DisableTorchFunctionSubclass():
+    with no_subclass_dispatch():
         return x.as_subclass(torch.Tensor)

@@ -1,5 +1,7 @@
 """Process groups: which ranks share one attention (Ulysses), which pass key/value blocks around a ring of Ulysses
-groups (ring), which run the other branch of classifier-free guidance (CFG), and where this process sits in each."""
+groups (ring), which run the other branch of classifier-free guidance (CFG), and where this process sits in each.
+
+`Group` is the one type of all of them: a process group plus this rank's place in it."""
 
 from __future__ import annotations
 
@@ -17,19 +19,20 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class UlyssesGroup:
-    """A process group plus this process's place in it, read once so that hot paths make no queries.
+class Group:
+    """A process group plus this process's place in it, read once so that hot paths make no queries: the Ulysses
+    group, a ring group, the CFG axis, or the sequence group (ring and Ulysses flattened).
 
     Rank and size are plain ints taken at construction: `torch.compile(fullgraph=True)` then sees constants instead
     of `dist.get_rank()` calls inside the graph.
 
     Args:
         group (`torch.distributed.ProcessGroup`, *optional*):
-            The ranks that split one sequence. `None` means the default (world) group.
+            The process group. `None` means the default (world) group.
         rank (`int`):
             This process's rank within `group`.
         size (`int`):
-            The number of ranks in `group` (the Ulysses degree P).
+            The number of ranks in `group` (for the Ulysses group, the Ulysses degree P).
     """
 
     group: dist.ProcessGroup | None
@@ -38,11 +41,11 @@ class UlyssesGroup:
 
     def __post_init__(self):
         if self.size < 1 or not 0 <= self.rank < self.size:
-            raise ValueError(f"Invalid Ulysses group: rank {self.rank} of size {self.size}.")
+            raise ValueError(f"Invalid group: rank {self.rank} of size {self.size}.")
 
 
-def ulysses_group(group: dist.ProcessGroup | None = None) -> UlyssesGroup:
-    """Resolve the group that splits the sequence.
+def resolve_group(group: dist.ProcessGroup | None = None) -> Group:
+    """Resolve a process group argument (the group that splits the sequence) into a `Group`.
 
     With no process group initialized and no launcher around (a plain `python script.py`), this is a group of one and
     every USP path is an exact no-op. Under a launcher that asked for several processes (`WORLD_SIZE > 1`) but with no
@@ -54,7 +57,7 @@ def ulysses_group(group: dist.ProcessGroup | None = None) -> UlyssesGroup:
             `torch.distributed.init_process_group`.
     """
     if dist.is_available() and dist.is_initialized():
-        return UlyssesGroup(group, dist.get_rank(group), dist.get_world_size(group))
+        return Group(group, dist.get_rank(group), dist.get_world_size(group))
     if group is not None:
         raise ValueError("A process group was given, but torch.distributed is not initialized.")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -64,7 +67,7 @@ def ulysses_group(group: dist.ProcessGroup | None = None) -> UlyssesGroup:
             "before calling diffusers_usp: `accelerate.PartialState()` (under `accelerate launch --multi_gpu "
             "--num_processes N`) or `torch.distributed.init_process_group()` (under torchrun)."
         )
-    return UlyssesGroup(None, 0, 1)
+    return Group(None, 0, 1)
 
 
 # The mesh axes, outermost first, ordered by how much they exchange per step. CFG exchanges one output per step, so
@@ -171,14 +174,14 @@ class ParallelDims:
         """The `DeviceMesh` of `ranks`, shaped `shape` with axes `MESH_AXES`, built on first use."""
         return self._built[0]
 
-    def axis(self, name: str) -> UlyssesGroup:
+    def axis(self, name: str) -> Group:
         """This process's group along one mesh axis (`"cfg"`, `"ring"` or `"ulysses"`), or along `"sequence"`: the
         ring and Ulysses axes flattened, the ranks that split one sequence (rank `ring_rank * ulysses + ulysses_rank`
         in it, so that the sequence's chunks are in ring-major order)."""
         mesh, sequence = self._built
         if name == "sequence":
-            return UlyssesGroup(sequence, dist.get_rank(sequence), self.ring * self.ulysses)
-        return UlyssesGroup(mesh.get_group(name), mesh.get_local_rank(name), mesh.size(MESH_AXES.index(name)))
+            return Group(sequence, dist.get_rank(sequence), self.ring * self.ulysses)
+        return Group(mesh.get_group(name), mesh.get_local_rank(name), mesh.size(MESH_AXES.index(name)))
 
 
 # What `reused` made, by key, for the default process group `_REUSED_WORLD`.
@@ -210,14 +213,3 @@ def group_ranks(group: dist.ProcessGroup | None = None) -> tuple[int, ...]:
     if not (dist.is_available() and dist.is_initialized()):
         return (0,)
     return tuple(dist.get_process_group_ranks(group if group is not None else dist.group.WORLD))
-
-
-def group_timeout(group: dist.ProcessGroup | None = None) -> timedelta | None:
-    """The timeout `group` (default: the world) was created with, or `None` where its backend does not say."""
-    group = group if group is not None else dist.group.WORLD
-    for device in getattr(group, "_device_types", ()):
-        try:
-            return group._get_backend(device).options._timeout
-        except (AttributeError, RuntimeError):  # a backend without options (a custom one): torch's default
-            continue
-    return None

@@ -1,0 +1,103 @@
+"""`SequenceState`: what one parallelized transformer's attention processors need to know about the current forward.
+
+Written by the split hooks (`sharding.py`) as they split, from shapes that every rank sees alike, and read by the
+processors (`processor.py`) through `call`, which gives each attention call a frozen `ShardedCall`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .attention import ShardedCall
+from .comm import chunk_sizes
+from .groups import Group
+
+
+@dataclass
+class SequenceState:
+    """What one parallelized transformer's attention processors need to know about the current forward.
+
+    Args:
+        group (`Group`): the ranks sharing the sequence, which hold its chunks in rank order.
+        replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
+        check_inputs (`bool`): compare the inputs across ranks on the first forward.
+        ring (`Group`, *optional*): with ring attention, this rank's ring group (the ranks holding the same
+            heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
+            no ring, and `group` is the Ulysses group.
+        ulysses (`Group`, *optional*): with ring attention, this rank's Ulysses group.
+
+    Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
+    `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
+    tokens that were split instead; `lengths`, the lengths of the sequences that were split.
+    """
+
+    group: Group
+    replicated_front: bool = True
+    check_inputs: bool = True
+    ring: Group | None = None
+    ulysses: Group | None = None
+    checked: bool = field(default=False, repr=False)
+    replicated: int = 0
+    text: int = 0
+    lengths: set[int] = field(default_factory=set)
+
+    def __post_init__(self):
+        if (self.ring is None) != (self.ulysses is None):
+            raise ValueError("SequenceState takes `ring` and `ulysses` together, or neither.")
+        if self.ring is not None and self.ring.size * self.ulysses.size != self.group.size:
+            raise ValueError(
+                f"A ring of {self.ring.size} Ulysses groups of {self.ulysses.size} ranks does not make the "
+                f"{self.group.size} ranks of the sequence group."
+            )
+
+    def reset(self) -> None:
+        self.replicated = self.text = 0
+        self.lengths.clear()
+
+    def record_split(self, size: int) -> None:
+        """Note a sequence of `size` tokens split in this forward; several can be split only if P divides them."""
+        self.lengths.add(size)
+        if len(self.lengths) > 1 and self.uneven is not None:
+            P = self.group.size
+            raise ValueError(
+                f"This forward splits sequences of lengths {sorted(self.lengths)} over {P} ranks, and {self.uneven} "
+                f"does not divide by {P}. Several sequences can only be split evenly: choose sizes that {P} divides."
+            )
+
+    def held(self, name: str) -> tuple[int, int, int]:
+        """`(total, start, stop)`: the length of the sequence split so far in this forward, and the tokens this rank
+        holds of it. `name` is the input that asks, for the error."""
+        if len(self.lengths) != 1:
+            raise ValueError(
+                f"`{name}` refers to the sequence split before it in this forward, but {len(self.lengths)} sequences "
+                f"were split so far ({sorted(self.lengths)}): its plan must split exactly one sequence before it."
+            )
+        (total,) = self.lengths
+        sizes = chunk_sizes(total, self.group.size)
+        start = sum(sizes[: self.group.rank])
+        return total, start, start + sizes[self.group.rank]
+
+    @property
+    def uneven(self) -> int | None:
+        """The length of the split sequence when P does not divide it (its ranks then hold `chunk_sizes` tokens)."""
+        return next((n for n in self.lengths if n % self.group.size), None)
+
+    def seq_lens(self, joint: bool) -> tuple[int, ...] | None:
+        """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count."""
+        tokens = self.uneven
+        if tokens is None:
+            return None
+        text = self.text // self.group.size if joint else 0
+        return tuple(n + text for n in chunk_sizes(tokens, self.group.size))
+
+    def call(self, joint: bool, who: str) -> ShardedCall:
+        """The layout of one sharded attention call of this forward: `joint` if its sequence holds the joint text."""
+        return ShardedCall(
+            group=self.group,
+            ulysses=self.ulysses if self.ulysses is not None else self.group,
+            ring=self.ring,
+            replicated=self.replicated if joint else 0,
+            replicated_front=self.replicated_front,
+            seq_lens=self.seq_lens(joint),
+            who=who,
+        )

@@ -1,0 +1,159 @@
+"""One test per private diffusers or torch name that `diffusers_usp/compat.py` touches, so that an upgrade that moves
+one fails here, by name, instead of deep inside a forward. And the layering rule: the communication and attention
+core imports nothing from diffusers."""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import pathlib
+
+import torch
+import torch.distributed as dist
+from diffusers.hooks import HookRegistry, ModelHook
+from diffusers.models.cache_utils import CacheMixin
+
+from diffusers_usp import compat
+from diffusers_usp.cfg.hook import CFGHook
+from diffusers_usp.groups import Group
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "diffusers_usp"
+# The core: collectives, head layouts, the attention entries and kernels, process groups and the compat layer itself.
+CORE = ("comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "groups.py", "compat.py", "intercept.py")
+
+
+def _top_level_imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:  # module level only: compat imports diffusers lazily, on first use
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_core_imports_nothing_from_diffusers():
+    """The core must stay usable and testable without diffusers: a diffusers import creeping into it (say, a type
+    for a hint) would tie the all-to-all to diffusers' release cycle."""
+    for name in CORE:
+        imported = _top_level_imports(PACKAGE / name)
+        assert not any(m == "diffusers" or m.startswith("diffusers.") for m in imported), (name, imported)
+        # and not through another package module that does: the core imports only the core
+        local = {m.lstrip(".") + ".py" for m in imported if m.startswith(".")}
+        assert local <= set(CORE), (name, local - set(CORE))
+
+
+def test_plan_format_is_diffusers_cp_plan_classes():
+    """`_modeling_parallel.ContextParallelInput/Output` keep the fields our plans and hooks read."""
+    spec = compat.ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)
+    assert (spec.split_dim, spec.expected_dims, spec.split_output) == (1, 3, False)
+    assert compat.ContextParallelOutput(gather_dim=1).gather_dim == 1
+    assert compat.ContextParallelModelPlan is not None
+
+
+def test_functional_all_to_all_single_exists():
+    """`_functional_collectives.all_to_all_single(x, out_sizes, in_sizes, group)`: the ring's shift under compile."""
+    import inspect
+
+    params = list(inspect.signature(compat.funcol.all_to_all_single).parameters)
+    assert params[:4] == ["self", "output_split_sizes", "input_split_sizes", "group"]
+
+
+def test_all_gather_single_is_a_collective():
+    assert compat.all_gather_single in (getattr(dist, "all_gather_single", None), dist.all_gather_into_tensor)
+
+
+def test_lse_kernels_are_registered_ops():
+    """The aten ops the ring's CUDA path calls exist under these names (their CUDA behaviour: tests/test_cuda.py)."""
+    for op in (compat.sdpa_cudnn_lse, compat.sdpa_flash_lse, compat.sdpa_efficient_lse):
+        assert op.default is not None
+
+
+def test_no_subclass_dispatch_reads_a_subclass_plainly():
+    class Loud(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            raise AssertionError("dispatched")
+
+    x = torch.zeros(2).as_subclass(Loud)
+    with compat.no_subclass_dispatch():
+        assert x.sum().item() == 0
+
+
+def _timeout_task() -> float:
+    group = dist.new_group(timeout=datetime.timedelta(seconds=42))
+    return compat.group_timeout(group).total_seconds()
+
+
+def test_group_timeout_reads_the_backend_option(pools):
+    """`ProcessGroup._get_backend(device).options._timeout`: the timeout the CFG and ring groups inherit."""
+    assert pools(2).run(_timeout_task) == [42.0, 42.0]
+
+
+class _Named(ModelHook):
+    pass
+
+
+def test_hook_order_and_moving_a_hook_outermost():
+    """`HookRegistry._hook_order`: innermost first; `move_outermost` re-registers a hook last."""
+    module = torch.nn.Linear(2, 2)
+    assert compat.hook_registry(module) is None and compat.hook_names(module) == []
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    registry.register_hook(_Named(), "a")
+    registry.register_hook(_Named(), "b")
+    assert compat.hook_registry(module) is registry and compat.hook_names(module) == ["a", "b"]
+    compat.move_outermost(module, "a")
+    assert compat.hook_names(module) == ["b", "a"]
+    assert module(torch.zeros(1, 2)).shape == (1, 2)  # still callable through both hooks
+
+
+def test_native_parallelism_attribute():
+    """diffusers' `enable_parallelism` records its config as `ModelMixin._parallel_config` (None by default)."""
+    from diffusers import ModelMixin
+
+    assert ModelMixin._parallel_config is None
+    model = torch.nn.Linear(2, 2)
+    assert compat.native_parallelism(model) is None
+    model._parallel_config = "config"
+    assert compat.native_parallelism(model) == "config"
+
+
+class _Cached(torch.nn.Linear, CacheMixin):
+    pass
+
+
+def test_cache_context_reaches_the_cfg_hook_by_public_state_manager():
+    """diffusers hands `cache_context`'s context to every `StateManager` attribute of a stateful hook; the CFG hook
+    reads only its public `.context.name`."""
+    model = _Cached(2, 2)
+    hook = CFGHook(Group(None, 0, 2), {}, check_inputs=False, warn=False)
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, "usp_cfg")
+    assert hook._context_name() is None
+    with model.cache_context("uncond"):
+        assert hook._context_name() == "uncond"
+    assert hook._context_name() is None
+
+
+def test_native_cp_plan_and_default_processor_class():
+    """`ModelMixin._cp_plan` (Wan's is reused as it is) and `Attention._default_processor_cls`."""
+    from diffusers import WanTransformer3DModel
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    from diffusers_usp.tiny import tiny_wan_transformer
+
+    plan = compat.native_plan(WanTransformer3DModel)
+    assert any(isinstance(spec, compat.ContextParallelOutput) for spec in plan.values())
+    attn = tiny_wan_transformer().blocks[0].attn1
+    assert compat.default_processor_class(attn) is WanAttnProcessor
+
+
+def test_set_attention_backend_reaches_the_wrapped_processor():
+    """diffusers' `set_attention_backend` writes `processor._attention_backend`; a USPProcessor forwards it."""
+    from diffusers_usp import USPProcessor
+    from diffusers_usp.tiny import tiny_wan_transformer
+
+    model = tiny_wan_transformer()
+    inner = model.blocks[0].attn1.processor
+    model.blocks[0].attn1.set_processor(USPProcessor(inner))
+    model.set_attention_backend("native")
+    assert inner._attention_backend is not None and model.blocks[0].attn1.processor._attention_backend is not None
