@@ -17,8 +17,8 @@ import torch
 
 from .comm import all_gather_heads, head_split
 from .groups import Group
-from .ring import ring_attention
-from .ulysses import Kernel, kv_for_queries, ulysses_attention
+from .ring import DenseMask, ring_attention
+from .ulysses import Kernel, kv_for_queries, ulysses_attention, ulysses_in, ulysses_out
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,9 @@ class ShardedCall:
         ulysses (`Group`): the ranks of this rank's Ulysses group (`group` itself without a ring).
         ring (`Group`, *optional*): the ranks holding the same heads of the other ring blocks; `None` without a ring.
         replicated (`int`): joint tokens every rank holds whole (text whose count P does not divide).
-        replicated_front (`bool`): whether they precede the sharded tokens.
+        replicated_front (`bool`): whether joint text (replicated or sharded) precedes the other tokens.
+        text (`int`): joint text tokens that were sharded with the rest (each rank holds `text // P` of them, before
+            its other tokens if `replicated_front`, after them otherwise).
         seq_lens (`tuple[int, ...]`, *optional*): every rank's sharded token count, when they differ.
         who (`str`): the module, for error messages.
     """
@@ -40,8 +42,29 @@ class ShardedCall:
     ring: Group | None = None
     replicated: int = 0
     replicated_front: bool = True
+    text: int = 0
     seq_lens: tuple[int, ...] | None = None
     who: str = "attention"
+
+    def positions(self, local: int) -> tuple[list[int], list[list[int]]]:
+        """Where the tokens lie in the whole sequence, the order a single process's dense mask refers to: the
+        positions of the replicated block, and of each rank's sharded tokens in their local order. `local` is this
+        rank's sharded token count (for even splits)."""
+        P, R, T = self.group.size, self.replicated, self.text
+        lens = self.seq_lens if self.seq_lens is not None else (local,) * P
+        t = T // P  # text tokens per rank, before (front) or after its other tokens
+        others = [n - t for n in lens]
+        N = sum(others)
+        first = R + T if self.replicated_front else 0  # where the other tokens start in the whole sequence
+        text_at = 0 if self.replicated_front else N
+        replicated = list(range(0, R)) if self.replicated_front else list(range(N, N + R))
+        chunks, start = [], first
+        for c, n in enumerate(others):
+            text = list(range(text_at + c * t, text_at + (c + 1) * t))
+            own = list(range(start, start + n))
+            chunks.append(text + own if self.replicated_front else own + text)
+            start += n
+        return replicated, chunks
 
 
 def sharded_attention(
@@ -89,6 +112,19 @@ def sharded_attention(
             f"split gave this rank {call.seq_lens[rank]}: its sequence is not the one that was split unevenly. "
             f"Choose token counts that {call.group.size} divides for this model, or mark the module in its plan."
         )
+    local = query.shape[1] - call.replicated
+    if _is_dense(attn_mask, call, local):
+        if kv_prefix is not None:
+            raise NotImplementedError(f"{call.who}: a dense mask together with a replicated K/V prefix.")
+        dense = DenseMask(attn_mask, *call.positions(local))
+        if call.ring is None or call.ring.size == 1:
+            return _ulysses_dense(query, key, value, kernel, call, dense)
+        if dropout_p:
+            raise NotImplementedError(f"{call.who}: ring attention does not apply attention dropout (training).")
+        return ring_attention(
+            query, key, value, call.ulysses, call.ring, scale=scale, replicated=call.replicated,
+            replicated_front=call.replicated_front, seq_lens=call.seq_lens, dense=dense,
+        )  # fmt: skip
     key_mask = None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1], call.who)
     layout = dict(
         replicated=call.replicated, replicated_front=call.replicated_front, kv_prefix=kv_prefix,
@@ -101,6 +137,34 @@ def sharded_attention(
     # Ring steps attend with a kernel that returns the log-sum-exp (`lse.attention_lse`), not with the model's
     # kernel: the exact merge of blocks needs it, and diffusers' backends do not return it.
     return ring_attention(query, key, value, call.ulysses, call.ring, scale=scale, **layout)
+
+
+def _is_dense(mask: torch.Tensor | None, call: ShardedCall, local: int) -> bool:
+    """Whether `mask` is a dense `[B, 1 or H, S, S]` mask over the whole sequence (every rank's tokens), which the
+    model built from whole-sequence metadata (a padding vector the plan keeps whole): its rows are queries and its
+    columns keys, in the single process's order."""
+    if mask is None or mask.dim() != 4:
+        return False
+    total = call.replicated + (sum(call.seq_lens) if call.seq_lens is not None else local * call.group.size)
+    return mask.shape[-2] == mask.shape[-1] == total and call.group.size > 1
+
+
+def _ulysses_dense(query, key, value, kernel: Kernel, call: ShardedCall, dense: DenseMask) -> torch.Tensor:
+    """Ulysses with a dense mask over the whole sequence: after the exchange this rank holds every query and key of
+    its heads, so it attends them in the single process's order, under the model's own mask (sliced to its heads,
+    never copied whole), and returns the rows to the exchange's order."""
+    group = call.ulysses
+    ex = ulysses_in(
+        query, key, value, group,
+        replicated=call.replicated, replicated_front=call.replicated_front, seq_lens=call.seq_lens,
+    )  # fmt: skip
+    k, v, _ = ex.keys()
+    order = dense.order(range(group.size), query.device)  # whole-sequence position of each row of ex.q and k
+    inverse = torch.argsort(order)  # row of ex.q holding whole-sequence position i
+    q, k, v = (x.index_select(1, inverse) for x in (ex.q, k, v))
+    k, v = kv_for_queries(k, ex.split, group.rank), kv_for_queries(v, ex.split, group.rank)
+    out = kernel(q, k, v, dense.heads(*ex.split.q[group.rank]))
+    return ulysses_out(out.index_select(1, order), ex, group)
 
 
 def _key_mask(mask: torch.Tensor, batch: int, keys: int, who: str) -> torch.Tensor:

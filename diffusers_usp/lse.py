@@ -23,7 +23,8 @@ def attention_lse(
     Args:
         q (`torch.Tensor`): `[B, Sq, h, D]` queries.
         k, v (`torch.Tensor`): `[B, Sk, h, D]` keys and values, one per query head (GQA already expanded).
-        bias (`torch.Tensor`, *optional*): `[B, Sk]` additive float32 key bias (`-inf` masks a key).
+        bias (`torch.Tensor`, *optional*): additive float32 bias (`-inf` masks): `[B, Sk]`, one per key, or
+            `[B, 1 or h, Sq, Sk]`, one per query and key (a dense mask).
         scale (`float`): the softmax scale.
 
     Returns:
@@ -37,7 +38,7 @@ def attention_lse(
     q_bhsd, k_bhsd, v_bhsd = (x.transpose(1, 2).float() for x in (q, k, v))
     scores = q_bhsd @ k_bhsd.transpose(-1, -2) * scale  # [B, h, Sq, Sk]
     if bias is not None:
-        scores = scores + bias[:, None, None, :]
+        scores = scores + (bias if bias.dim() == 4 else bias[:, None, None, :])
     lse = scores.logsumexp(dim=-1)  # [B, h, Sq]
     probs = torch.exp(scores - _finite(lse).unsqueeze(-1))  # rows of only -inf scores: exp(-inf) = 0, not nan
     return probs @ v_bhsd, lse
@@ -56,11 +57,13 @@ def _cudnn_fast(device: torch.device) -> bool:
 
 
 def kernel_bias(bias: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """A `[B, Sk]` key bias as the fused kernels take it, for `[B, h, Sq, D]` queries `q`: in their dtype, its rows
-    16-aligned (padded, then sliced, as SDPA does), expanded without a copy to `[B, h, Sq, Sk]`."""
+    """A `[B, Sk]` key bias or `[B, 1 or h, Sq, Sk]` dense bias as the fused kernels take it, for `[B, h, Sq, D]`
+    queries `q`: in their dtype, its rows 16-aligned (padded, then sliced, as SDPA does), expanded without a copy to
+    `[B, h, Sq, Sk]`."""
     (B, h, Sq, _), Sk = q.shape, bias.shape[-1]
-    padded = q.new_zeros(B, 1, 1, -(-Sk // 16) * 16)
-    padded[:, 0, 0, :Sk] = bias
+    rows = bias.shape[1:3] if bias.dim() == 4 else (1, 1)
+    padded = q.new_zeros(B, *rows, -(-Sk // 16) * 16)
+    padded[..., :Sk] = bias if bias.dim() == 4 else bias[:, None, None, :]
     return padded[..., :Sk].expand(B, h, Sq, Sk)
 
 
@@ -85,11 +88,12 @@ def _attention_lse_cuda(q, k, v, bias, scale):
         lse = lse[..., :Sq]  # padded to a multiple of 32 queries
     if bias is None:
         return out, lse  # every row attends at least one key, so no lse is -inf
-    # A key-padding bias is the same for every query and head: a batch row whose keys of this block are all masked
-    # has no attended key in any row. Set what the kernel leaves there (not specified) to what a merge needs.
-    dead = torch.isneginf(bias).all(dim=-1)  # [B]
-    lse = lse.masked_fill(dead[:, None, None], float("-inf"))
-    out = out.masked_fill(dead[:, None, None, None], 0.0)
+    # A row with every key of this block masked has no attended key. Set what the kernel leaves there (not specified)
+    # to what a merge needs. A key-padding bias is the same for every query and head: then a whole batch row is dead.
+    dead = torch.isneginf(bias).all(dim=-1)  # [B] for a key bias, [B, 1 or h, Sq] for a dense one
+    dead = dead[:, None, None] if bias.dim() == 2 else dead
+    lse = lse.masked_fill(dead, float("-inf"))
+    out = out.masked_fill(dead.unsqueeze(-1), 0.0)
     return out, lse
 
 

@@ -18,6 +18,8 @@ step only and never travel the ring: a copy on every ring rank would be counted 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 
@@ -26,6 +28,29 @@ from .compat import funcol
 from .groups import Group
 from .lse import attention_lse, merge_lse
 from .ulysses import kv_for_queries, ulysses_in, ulysses_out
+
+
+@dataclass
+class DenseMask:
+    """A dense mask over the whole sequence, `[B, 1 or H, S, S]` (boolean or additive), and where each token lies in
+    it: `replicated`, the positions of the replicated block; `chunks[c]`, those of sequence chunk c's sharded tokens
+    in their local order (`ShardedCall.positions`)."""
+
+    mask: torch.Tensor
+    replicated: list[int]
+    chunks: list[list[int]]
+
+    def order(self, chunks, device) -> torch.Tensor:
+        """Positions of the replicated block, then of the given chunks: the rows Ulysses in gives a rank."""
+        return torch.tensor(self.replicated + [p for c in chunks for p in self.chunks[c]], device=device)
+
+    def heads(self, h0: int, h1: int) -> torch.Tensor:
+        return self.mask[:, h0:h1] if self.mask.shape[1] > 1 else self.mask
+
+    def bias(self, h0: int, h1: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """The float32 additive bias of these rows and columns, `[B, 1 or h, len(rows), len(cols)]`."""
+        block = self.heads(h0, h1)[:, :, rows[:, None], cols[None, :]]
+        return _bias(block, block.dtype == torch.bool)
 
 
 def _kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -87,6 +112,7 @@ def ring_attention(
     seq_lens: tuple[int, ...] | None = None,
     key_mask: torch.Tensor | None = None,
     scale: float | None = None,
+    dense: DenseMask | None = None,
 ) -> torch.Tensor:
     """Attention over a sequence sharded across a ring of Ulysses groups: two all-to-alls inside the Ulysses group
     and R - 1 point-to-point shifts of key/value blocks around the ring group. Never an all-gather.
@@ -111,6 +137,8 @@ def ring_attention(
             `[B, L]`, boolean or additive, over this rank's keys in the order of `key`. Its sharded part travels in
             the Ulysses all-to-all, then with its block around the ring.
         scale (`float`, *optional*): the softmax scale; `D ** -0.5` by default.
+        dense (`DenseMask`, *optional*): a dense mask over the whole sequence instead of `key_mask`: each step
+            attends under its rows (this rank's queries) and columns (the block's keys), sliced locally.
 
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
@@ -138,6 +166,10 @@ def ring_attention(
     )  # fmt: skip
     split, u, q = ex.split, ulysses.rank, ex.q
     hkv = ex.k.shape[2]
+    if dense is not None:
+        h0, h1 = split.q[u]
+        rows = dense.order(range(ring.rank * U, (ring.rank + 1) * U), query.device)
+        block_cols = lambda j: dense.order(range(j * U, (j + 1) * U), query.device)[len(dense.replicated) :]  # noqa: E731
     block = _kv_block(ex.k, ex.v, ex.mask)
 
     # 2-3. The ring: attend the block held, with the next one already in flight; merge by log-sum-exp.
@@ -152,6 +184,11 @@ def ring_attention(
             k_b, v_b = torch.cat([ex.k_extra, k_b], dim=1), torch.cat([ex.v_extra, v_b], dim=1)
             if bias is not None:
                 bias = torch.cat([_bias(ex.mask_extra, boolean), bias], dim=1)
+        if dense is not None:  # the columns of this block's keys (and of the replicated ones, attended at step 0)
+            cols = block_cols(source)
+            if step == 0 and ex.k_extra is not None:
+                cols = torch.cat([torch.tensor(dense.replicated, device=cols.device), cols])
+            bias = dense.bias(h0, h1, rows, cols)
         k_b, v_b = kv_for_queries(k_b, split, u, every_head=True), kv_for_queries(v_b, split, u, every_head=True)
         block_out, block_lse = attention_lse(q, k_b, v_b, bias, scale)
         out, lse = (block_out, block_lse) if out is None else merge_lse(out, lse, block_out, block_lse)

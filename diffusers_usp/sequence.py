@@ -97,6 +97,7 @@ class SequenceState:
             ulysses=self.ulysses if self.ulysses is not None else self.group,
             ring=self.ring,
             replicated=self.replicated if joint else 0,
+            text=self.text if joint else 0,
             replicated_front=self.replicated_front,
             seq_lens=self.seq_lens(joint),
             who=who,

@@ -7,8 +7,10 @@ attention is exact whatever order the all-to-all assembles the chunks in, and th
 `hidden_states[:, text_len:]` uses the local text length. Text is `SplitOrReplicate`: sharded with the image when P
 divides its length, else whole on every rank and a replicated block in attention (`replicated_front`, the default).
 
-Chroma is not supported: its blocks expand the text padding mask to a per-query `[B, 1, L, L]` mask (reason in
-`tests/zoo/flux_family.py`).
+Chroma's forward takes a padding vector over `[text, image]` (`attention_mask`, `[B, T + N]`) and every block expands
+it to a dense per-query mask, `m[:, None, None, :] * m[:, None, :, None]`. The plan keeps that vector whole, so each
+block builds the whole sequence's `[B, 1, L, L]` mask, which the core applies after the exchange, when this rank
+holds every query and key of its heads (`attention.sharded_attention`, dense masks).
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput
@@ -107,6 +109,7 @@ _GLM_IMAGE = SequencePlan(
 
 PLANS = {
     "BriaTransformer2DModel": _FLUX_LIKE,
+    "ChromaTransformer2DModel": _FLUX_LIKE,  # Flux 1's splits; `attention_mask` stays whole (module docstring)
     "BriaFiboTransformer2DModel": _FIBO,
     "Flux2Transformer2DModel": _FLUX2,
     "Flux3Transformer2DModel": _FLUX3,

@@ -88,8 +88,22 @@ def _glm_image_inputs(model, g):
 _FLUX_LIKE = dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=4,
                   joint_attention_dim=32, axes_dims_rope=[4, 6, 6])  # fmt: skip
 
+
+def _chroma_inputs(model, g):
+    """Flux's inputs, and the padding vector over `[text, image]` that ChromaPipeline always passes: the last 3 text
+    tokens padded, so padded text queries get rows of their own in each block's dense mask."""
+    inputs = _flux_like_inputs(model, g)
+    mask = torch.ones(1, TEXT + IMAGE_H * IMAGE_W, dtype=torch.bool)
+    mask[:, TEXT - 3 : TEXT] = False
+    return {**inputs, "attention_mask": mask}
+
+
 CASES = {
     "BriaTransformer2DModel": Case(config=_FLUX_LIKE, inputs=_flux_like_inputs),
+    "ChromaTransformer2DModel": Case(
+        config=dict(_FLUX_LIKE, approximator_num_channels=8, approximator_hidden_dim=32, approximator_layers=1),
+        inputs=_chroma_inputs,
+    ),
     "BriaFiboTransformer2DModel": Case(config=dict(_FLUX_LIKE, text_encoder_dim=24), inputs=_fibo_inputs),
     "Flux2Transformer2DModel": Case(
         config=dict(
@@ -140,10 +154,6 @@ CASES = {
 }
 
 UNSUPPORTED = {
-    "ChromaTransformer2DModel": (
-        "its pipeline always passes a text padding mask, which every block expands to a per-query [B, 1, L, L] mask "
-        "(`m[:, None, None, :] * m[:, None, :, None]`: padded text queries get other rows), not a key-padding mask"
-    ),
     "NucleusMoEImageTransformer2DModel": (
         "expert-choice MoE routing picks the top tokens per expert across the whole sequence (sharding changes the "
         "routing); image queries also attend to image + text keys, a K/V longer than the sharded queries"
