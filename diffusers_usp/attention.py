@@ -140,13 +140,13 @@ def sharded_attention(
 
 
 def _is_dense(mask: torch.Tensor | None, call: ShardedCall, local: int) -> bool:
-    """Whether `mask` is a dense `[B, 1 or H, S, S]` mask over the whole sequence (every rank's tokens), which the
-    model built from whole-sequence metadata (a padding vector the plan keeps whole): its rows are queries and its
-    columns keys, in the single process's order."""
-    if mask is None or mask.dim() != 4:
+    """Whether `mask` is a mask over the whole sequence (every rank's tokens), which the model built from
+    whole-sequence metadata (a padding vector the plan keeps whole): `[B, 1 or H, S, S]`, rows for queries and
+    columns for keys, or `[B, 1 or H, 1, S]`, one row for every query; in the single process's order."""
+    if mask is None or mask.dim() != 4 or call.group.size == 1:
         return False
     total = call.replicated + (sum(call.seq_lens) if call.seq_lens is not None else local * call.group.size)
-    return mask.shape[-2] == mask.shape[-1] == total and call.group.size > 1
+    return mask.shape[-1] == total and mask.shape[-2] in (1, total)
 
 
 def _ulysses_dense(query, key, value, kernel: Kernel, call: ShardedCall, dense: DenseMask) -> torch.Tensor:

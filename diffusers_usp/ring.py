@@ -32,7 +32,7 @@ from .ulysses import kv_for_queries, ulysses_in, ulysses_out
 
 @dataclass
 class DenseMask:
-    """A dense mask over the whole sequence, `[B, 1 or H, S, S]` (boolean or additive), and where each token lies in
+    """A mask over the whole sequence, `[B, 1 or H, S or 1, S]` (boolean or additive), and where each token lies in
     it: `replicated`, the positions of the replicated block; `chunks[c]`, those of sequence chunk c's sharded tokens
     in their local order (`ShardedCall.positions`)."""
 
@@ -49,7 +49,8 @@ class DenseMask:
 
     def bias(self, h0: int, h1: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """The float32 additive bias of these rows and columns, `[B, 1 or h, len(rows), len(cols)]`."""
-        block = self.heads(h0, h1)[:, :, rows[:, None], cols[None, :]]
+        mask = self.heads(h0, h1)
+        block = mask[:, :, rows[:, None], cols[None, :]] if mask.shape[-2] > 1 else mask[..., cols]
         return _bias(block, block.dtype == torch.bool)
 
 

@@ -21,12 +21,15 @@ def _sdpa(q, k, v, mask):  # BSHD
     return out.transpose(1, 2)
 
 
-def dense_core(R: int, others: int, text: int, replicated: int, front: bool, heads_in_mask: bool, boolean: bool):
+def dense_core(
+    R: int, others: int, text: int, replicated: int, front: bool, heads_in_mask: bool, boolean: bool, row: bool
+):
     """(this rank's output rows, their whole-sequence positions, the reference over the whole sequence).
 
     The whole sequence is `[text or replicated, others]` (`front`) or `[others, text or replicated]`. Joint `text`
     tokens are sharded with the others, `text / P` per rank before (front) or after its other tokens; `replicated`
-    ones are whole on every rank. The dense mask is random, with whole rows masked (padded queries)."""
+    ones are whole on every rank. The dense mask is random, with whole rows masked (padded queries); with `row`, one
+    row `[B, 1 or H, 1, S]` for every query, with some keys masked."""
     P = dist.get_world_size()
     rank = dist.get_rank()
     ulysses, ring = mesh_groups(R, P // R)
@@ -34,9 +37,10 @@ def dense_core(R: int, others: int, text: int, replicated: int, front: bool, hea
     g = torch.Generator().manual_seed(7)
     B, H, D, S = 2, 4, 8, text + replicated + others
     q, k, v = (torch.randn(B, S, H, D, generator=g) for _ in range(3))
-    keep = torch.rand(B, H if heads_in_mask else 1, S, S, generator=g) > 0.4
-    keep[:, :, 1] = False  # a padded query: no key at all
-    keep[..., 0] |= torch.arange(S) != 1  # every other query attends at least one key
+    keep = torch.rand(B, H if heads_in_mask else 1, 1 if row else S, S, generator=g) > 0.4
+    keep[..., 0] = True  # every query but one attends at least one key
+    if not row:
+        keep[:, :, 1] = False  # a padded query: no key at all
     mask = keep if boolean else torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))
     want = _sdpa(q, k, v, mask).nan_to_num(0.0)  # a query with no key attends nothing: 0, as the ring merge gives
     sizes = chunk_sizes(others, P)

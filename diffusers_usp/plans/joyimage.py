@@ -7,7 +7,11 @@ block receives the local streams), the RoPE tables at every block (each gets the
 rows are `SplitOrReplicate` with the same length, so they are split, or kept whole, together; kept whole, the text is
 a replicated block at the back of the joint sequence (`replicated_front=False`).
 
-Not supported: JoyImage-Edit-Plus (reason in `tests/zoo/joyimage.py`).
+JoyImage-Edit-Plus takes a flat `[B, N, C, t, h, w]` patch sequence (target and references, padded to N) and builds,
+inside forward and from the whole sequence, its RoPE tables (batched `[B, N, D]`) and one key mask over the joint
+`[image, text]` sequence, `[B, 1, 1, N + T]` (image padding, then text padding). The same split at block 0 applies;
+the mask reaches every block whole, and the core applies it after the exchange in the sequence's own order
+(`attention.sharded_attention`, masks over the whole sequence).
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput
@@ -29,4 +33,17 @@ _JOYIMAGE_EDIT = SequencePlan(
     replicated_front=False,
 )
 
-PLANS = {"JoyImageEditTransformer3DModel": _JOYIMAGE_EDIT}
+_BATCHED_ROPE = ContextParallelInput(split_dim=1, expected_dims=3)  # [B, N, D] cos or sin
+_JOYIMAGE_EDIT_PLUS = SequencePlan(
+    split={
+        "double_blocks.0": _JOYIMAGE_EDIT.split["double_blocks.0"],
+        "double_blocks.*": {"image_rotary_emb": (_BATCHED_ROPE, _BATCHED_ROPE)},
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),  # before the reshape by the whole N
+    },
+    replicated_front=False,
+)
+
+PLANS = {
+    "JoyImageEditTransformer3DModel": _JOYIMAGE_EDIT,
+    "JoyImageEditPlusTransformer3DModel": _JOYIMAGE_EDIT_PLUS,
+}

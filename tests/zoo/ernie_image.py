@@ -45,6 +45,46 @@ CASES = {
     ),
 }
 
+
+def _ideogram4_inputs(model, g, segments=((7, 10), (5, 8))):
+    """Two packed samples (text then image tokens each: 17 + 13 = 30 tokens) with per-token timesteps, so that the
+    block-diagonal mask, the RoPE rows and the per-token modulation all differ across the split."""
+    from diffusers.models.transformers.transformer_ideogram4 import LLM_TOKEN_INDICATOR, OUTPUT_IMAGE_INDICATOR
+
+    cfg = model.config
+    _unzero(model, g)
+    seg, ind, pos = [], [], []
+    for i, (text, image) in enumerate(segments):
+        seg += [i] * (text + image)
+        ind += [LLM_TOKEN_INDICATOR] * text + [OUTPUT_IMAGE_INDICATOR] * image
+        pos += [(t, 0, 0) for t in range(text)] + [(text, h, w) for h in range(image // 2 + 1) for w in range(2)][
+            :image
+        ]
+    S = len(seg)
+    return {
+        "hidden_states": randn(g, 1, S, cfg.in_channels),
+        "timestep": torch.rand(1, S, generator=g),
+        "encoder_hidden_states": randn(g, 1, S, cfg.llm_features_dim),
+        "position_ids": torch.tensor(pos)[None],
+        "segment_ids": torch.tensor(seg)[None],
+        "indicator": torch.tensor(ind)[None],
+    }
+
+
+CASES["Ideogram4Transformer2DModel"] = Case(
+    config=dict(
+        in_channels=8,
+        num_layers=2,
+        attention_head_dim=24,
+        num_attention_heads=4,
+        intermediate_size=64,
+        adaln_dim=16,
+        llm_features_dim=32,
+        mrope_section=(4, 4, 4),
+    ),  # fmt: skip
+    inputs=_ideogram4_inputs,
+)
+
 UNSUPPORTED = {
     "Krea2Transformer2DModel": (
         "one `position_ids` tensor covers text and image ([T + I, 3]): split with the tokens it would have to become "
@@ -55,9 +95,5 @@ UNSUPPORTED = {
         "the forward builds one [gist, image, context] stream with its RoPE and per-token noise mask, and slices the "
         "image rows off it right after the last block: splitting it as one sequence needs a gather at the last "
         "block's output, which a plan cannot name (and the gist count per prompt sits inside forward)"
-    ),
-    "Ideogram4Transformer2DModel": (
-        "attends with a per-query mask, `segment_ids[q] == segment_ids[k]` ([B, 1, S, S], block-diagonal over "
-        "packed samples; even its pipeline's padding attends only to padding): not a key-padding mask"
     ),
 }

@@ -19,6 +19,22 @@ def _joyimage_edit_inputs(model, g, items=2, height=4, width=12, text=12):
     }
 
 
+def _joyimage_edit_plus_inputs(model, g, text=12):
+    """Two components (target 1 x 2 x 6 and a 1 x 2 x 4 reference: 20 patches) padded to 24, and a text mask with
+    its last 3 tokens padded: the joint key mask masks 4 image and 3 text keys."""
+    cfg = model.config
+    pt, ph, pw = cfg.patch_size
+    text_mask = torch.ones(1, text)
+    text_mask[:, -3:] = 0
+    return {
+        "hidden_states": randn(g, 1, 24, cfg.in_channels, pt, ph, pw),
+        "timestep": torch.randint(0, 1000, (1,), generator=g).float(),
+        "encoder_hidden_states": randn(g, 1, text, cfg.text_dim),
+        "encoder_hidden_states_mask": text_mask,
+        "shape_list": [[(1, 2, 6), (1, 2, 4)]],
+    }
+
+
 CASES = {
     "JoyImageEditTransformer3DModel": Case(
         config=dict(
@@ -34,10 +50,16 @@ CASES = {
         inputs=_joyimage_edit_inputs,
     ),
 }
-UNSUPPORTED = {
-    "JoyImageEditPlusTransformer3DModel": (
-        "its pipeline always passes one [B, 1, 1, N + T] mask over the joint [image, text] sequence (image padding "
-        "and text padding); the local sequence is [image chunk, text chunk], so the mask would have to be split as "
-        "two segments, which no contiguous split gives"
-    ),
-}
+CASES["JoyImageEditPlusTransformer3DModel"] = Case(
+    config=dict(
+        patch_size=[1, 2, 2],
+        in_channels=4,
+        hidden_size=64,
+        num_attention_heads=4,
+        text_dim=32,
+        num_layers=2,
+        rope_dim_list=[4, 6, 6],
+    ),  # fmt: skip
+    inputs=_joyimage_edit_plus_inputs,
+)
+UNSUPPORTED = {}

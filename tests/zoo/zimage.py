@@ -1,4 +1,4 @@
-"""Z-Image coverage, and why HiDream-I1, OmniGen and PRX have no plan."""
+"""Z-Image and OmniGen coverage, and why HiDream-I1 and PRX have no plan."""
 
 from .base import Case, randn, timestep
 
@@ -32,12 +32,47 @@ CASES: dict[str, Case] = {  # Z-Image returns one tensor per sample; the parity 
         inputs=_zimage_inputs,
     ),
 }
+
+
+def _omnigen_inputs(model, g, text=9, height=8, width=8):
+    """9 text tokens, the time token and 16 output image tokens (26), under OmniGen's own mask: causal over the
+    text and the time token, bidirectional within the image, which sees everything."""
+    import torch
+
+    cfg = model.config
+    S = text + 1 + (height // cfg.patch_size) * (width // cfg.patch_size)
+    mask = torch.tril(torch.ones(S, S))
+    mask[text + 1 :, :] = 1
+    return {
+        "hidden_states": randn(g, 1, cfg.in_channels, height, width),
+        "timestep": timestep(g, scale=1.0),
+        "input_ids": torch.randint(1, cfg.vocab_size, (1, text), generator=g),
+        "input_img_latents": [],
+        "input_image_sizes": {},
+        "attention_mask": mask[None],
+        "position_ids": torch.arange(S)[None],
+    }
+
+
+CASES["OmniGenTransformer2DModel"] = Case(
+    config=dict(
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        num_layers=2,
+        pad_token_id=0,
+        vocab_size=100,
+        in_channels=4,
+        time_step_dim=8,
+        rope_scaling={"long_factor": [1.0, 1.5, 2.0, 2.5], "short_factor": [1.0, 1.2, 1.4, 1.6]},
+    ),  # fmt: skip
+    inputs=_omnigen_inputs,
+)
 UNSUPPORTED = {
     "HiDreamImageTransformer2DModel": "its one RoPE table spans image and text rows, built inside the forward, and "
     "the text is re-concatenated per block from per-layer Llama states: needs a plan that splits only the image "
     "rows of a tensor and joint text that stays replicated at every world size",
-    "OmniGenTransformer2DModel": "the pipeline always passes a [B, 1, S, S] attention mask (causal over text, "
-    "bidirectional within each image) on the joint sequence, not a key-padding mask: needs causal/general-mask USP",
     "PRXTransformer2DModel": "queries are image tokens only, keys and values are [text, image]: the text is a "
     "replicated K/V prefix of a sharded self-attention, which the core (`kv_prefix`) supports but no plan role "
     "reaches",
