@@ -24,6 +24,9 @@ def _free_port() -> int:
 
 def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    # Read when Inductor is imported: compile in this process instead of starting a pool of compile workers per rank,
+    # each importing torch again (seconds of the 2 cores for kernels that take milliseconds to compile).
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     import torch
     import torch.distributed as dist
 
@@ -82,12 +85,16 @@ class RankPool:
             inbox.put((fn, args, kwargs))
         return self._collect(fn.__name__)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask every rank to leave its process group and exit; `close` waits for them."""
         for inbox in self.inboxes:
             try:
                 inbox.put(None)
             except (OSError, ValueError):
                 pass
+
+    def close(self) -> None:
+        self.stop()
         for p in self.procs:
             p.join(timeout=5)
             if p.is_alive():

@@ -1,5 +1,5 @@
 """Input modes and configs of proven classes beyond their coverage case in `tests/zoo`: the ones diffusers' own tiny
-test configurations use, which once crashed under `parallelize` with shape errors (issue #11). Each is either
+test configurations use, which once crashed under `parallelize` with shape errors. Each is either
 proven equal to its single-process output (float32, max abs err <= 1e-5) or refused on every rank with an error that
 names the mode and what works instead.
 

@@ -1,5 +1,5 @@
 """Models and rank tasks for `test_routing.py` and `test_remove.py`: attention paths that `parallelize` must run
-exactly or refuse on every rank (issue #11). Module-level, so that spawned ranks unpickle the tasks by name.
+exactly or refuse on every rank. Module-level, so that spawned ranks unpickle the tasks by name.
 
 Every builder draws its weights and inputs from seeds, so each rank and the single-process reference hold the same
 model and inputs without communicating.

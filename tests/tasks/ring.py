@@ -1,12 +1,10 @@
-"""Tasks for the ring-attention tests that every rank of a test pool runs. Module-level so that spawned ranks can
-unpickle them by name; like `cases.py`, every rank builds the whole sequence from seeds, so the reference needs no
+"""Rank tasks of the ring-attention tests: every rank builds the whole sequence from seeds, so the reference needs no
 communication."""
 
 from __future__ import annotations
 
 import functools
 
-import cases
 import torch
 import torch.distributed as dist
 from torch.profiler import profile
@@ -14,6 +12,8 @@ from torch.profiler import profile
 from diffusers_usp import parallelize, remove_parallelism, tiny
 from diffusers_usp.ring import usp_ring_attention
 from diffusers_usp.state import ParallelDims, UlyssesGroup
+
+from . import core as cases
 
 
 @functools.cache

@@ -1,8 +1,5 @@
-"""Tasks that every rank of a test pool runs. Module-level so that spawned ranks can unpickle them by name.
-
-Each builds its model and inputs from seeds, so every rank (and the single-process reference in the test) holds the
-same weights and inputs without communicating.
-"""
+"""Rank tasks of the parity, collective, communication, compile, coverage and failure tests (see `tasks/__init__.py`
+for what every task module shares)."""
 
 from __future__ import annotations
 
