@@ -26,40 +26,48 @@ parser.add_argument("--steps", type=int, help="denoising steps (default: 28, or 
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--eager", action="store_true", help="on CUDA, skip torch.compile and CUDA graphs")
 parser.add_argument("--out", default="out/flux.png", help="the PNG; the float pixels go beside it as .npy")
-args = parser.parse_args()
-
-# cpu=True without CUDA: only then does accelerate count CPU processes launched with --multi_gpu as one group
-state = PartialState(cpu=not torch.cuda.is_available())
-dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
-if args.model:
-    pipe = FluxPipeline.from_pretrained(args.model, dtype=dtype).to(state.device)
-    call = dict(prompt=args.prompt, height=1024, width=1024, guidance_scale=3.5)
-else:  # random weights; prompt embeddings stand in for its missing text encoders
-    pipe = tiny.tiny_flux_pipeline(dtype=dtype).to(state.device)
-    call = tiny.tiny_call_kwargs("flux", state.device, dtype)
-steps = args.steps or (28 if args.model else 4)
-
-diffusers_usp.parallelize(pipe)
-if state.device.type == "cuda" and not args.eager:
-    pipe.transformer.compile_repeated_blocks(fullgraph=True)
-    diffusers_usp.apply_cuda_graphs(pipe)  # after parallelize, so the graphs hold the collectives too
-pipe.set_progress_bar_config(disable=not state.is_main_process)
 
 
-def generate(steps: int) -> tuple[np.ndarray, float]:
-    state.wait_for_everyone()  # start the clock together: the ranks finish loading at different times
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(args.seed)  # on CPU: the same latents on every rank
-    image = pipe(**call, num_inference_steps=steps, generator=generator, output_type="np").images[0]
-    return image, time.perf_counter() - start  # output_type="np" copied it to the host: the GPU is done
+def main(argv: list[str] | None = None) -> None:
+    """Generate and save; `argv` as on the command line (`None`: `sys.argv`)."""
+    args = parser.parse_args(argv)
+
+    # cpu=True without CUDA: only then does accelerate count CPU processes launched with --multi_gpu as one group
+    state = PartialState(cpu=not torch.cuda.is_available())
+    dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
+    if args.model:
+        pipe = FluxPipeline.from_pretrained(args.model, dtype=dtype).to(state.device)
+        call = dict(prompt=args.prompt, height=1024, width=1024, guidance_scale=3.5)
+    else:  # random weights; prompt embeddings stand in for its missing text encoders
+        pipe = tiny.tiny_flux_pipeline(dtype=dtype).to(state.device)
+        call = tiny.tiny_call_kwargs("flux", state.device, dtype)
+    steps = args.steps or (28 if args.model else 4)
+
+    diffusers_usp.parallelize(pipe)
+    if state.device.type == "cuda" and not args.eager:
+        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        diffusers_usp.apply_cuda_graphs(pipe)  # after parallelize, so the graphs hold the collectives too
+    pipe.set_progress_bar_config(disable=not state.is_main_process)
+
+    def generate(steps: int) -> tuple[np.ndarray, float]:
+        state.wait_for_everyone()  # start the clock together: the ranks finish loading at different times
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(args.seed)  # on CPU: the same latents on every rank
+        image = pipe(**call, num_inference_steps=steps, generator=generator, output_type="np").images[0]
+        return image, time.perf_counter() - start  # output_type="np" copied it to the host: the GPU is done
+
+    _, warmup = generate(2)  # each transformer input shape is compiled and captured on its first call
+    image, seconds = generate(steps)
+    state.print(
+        f"{state.num_processes} processes: warm-up (compile, capture) {warmup:.1f}s, {steps} steps {seconds:.1f}s"
+    )
+    if state.is_main_process:  # every rank holds the same image
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pipe.image_processor.numpy_to_pil(image)[0].save(args.out)
+        np.save(Path(args.out).with_suffix(".npy"), image)  # the float pixels, which tests/test_pipeline.py compares
+        print(f"saved {args.out}")
 
 
-_, warmup = generate(2)  # each transformer input shape is compiled and captured on its first call
-image, seconds = generate(steps)
-state.print(f"{state.num_processes} processes: warm-up (compile, capture) {warmup:.1f}s, {steps} steps {seconds:.1f}s")
-if state.is_main_process:  # every rank holds the same image
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pipe.image_processor.numpy_to_pil(image)[0].save(args.out)
-    np.save(Path(args.out).with_suffix(".npy"), image)  # the float pixels, which tests/test_pipeline.py compares
-    print(f"saved {args.out}")
-state.destroy_process_group()
+if __name__ == "__main__":
+    main()
+    PartialState().destroy_process_group()  # the process group main() started, if any

@@ -33,43 +33,51 @@ parser.add_argument("--eager", action="store_true", help="on CUDA, skip torch.co
 parser.add_argument("--cfg-parallel", action="store_true", help="cond and uncond on two halves of the processes")
 parser.add_argument("--ring-degree", type=int, default=1, help="Ulysses groups passing K/V in a ring (1: Ulysses only)")
 parser.add_argument("--out", default="out/wan.gif", help="the GIF; the float frames go beside it as .npy")
-args = parser.parse_args()
-
-# cpu=True without CUDA: only then does accelerate count CPU processes launched with --multi_gpu as one group
-state = PartialState(cpu=not torch.cuda.is_available())
-dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
-if args.model:  # the VAE stays float32, as in diffusers' Wan examples
-    vae = AutoencoderKLWan.from_pretrained(args.model, subfolder="vae", dtype=torch.float32)
-    pipe = WanPipeline.from_pretrained(args.model, vae=vae, dtype=dtype).to(state.device)
-    call = dict(prompt=args.prompt, height=480, width=832, num_frames=81, guidance_scale=5.0)
-else:  # random weights; prompt embeddings stand in for its missing text encoder
-    pipe = tiny.tiny_wan_pipeline(dtype=dtype).to(state.device)
-    call = tiny.tiny_call_kwargs("wan", state.device, dtype)
-steps = args.steps or (50 if args.model else 4)
-
-# every transformer (Wan 2.2 has two)
-diffusers_usp.parallelize(pipe, cfg_degree=2 if args.cfg_parallel else 1, ring_degree=args.ring_degree)
-if state.device.type == "cuda" and not args.eager:
-    for transformer in filter(None, [pipe.transformer, pipe.transformer_2]):
-        transformer.compile_repeated_blocks(fullgraph=True)
-    diffusers_usp.apply_cuda_graphs(pipe)  # after parallelize, so the graphs hold the collectives too
-pipe.set_progress_bar_config(disable=not state.is_main_process)
 
 
-def generate(steps: int) -> tuple[np.ndarray, float]:
-    state.wait_for_everyone()  # start the clock together: the ranks finish loading at different times
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(args.seed)  # on CPU: the same latents on every rank
-    video = pipe(**call, num_inference_steps=steps, generator=generator, output_type="np").frames[0]
-    return video, time.perf_counter() - start  # output_type="np" copied it to the host: the GPU is done
+def main(argv: list[str] | None = None) -> None:
+    """Generate and save; `argv` as on the command line (`None`: `sys.argv`)."""
+    args = parser.parse_args(argv)
+
+    # cpu=True without CUDA: only then does accelerate count CPU processes launched with --multi_gpu as one group
+    state = PartialState(cpu=not torch.cuda.is_available())
+    dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
+    if args.model:  # the VAE stays float32, as in diffusers' Wan examples
+        vae = AutoencoderKLWan.from_pretrained(args.model, subfolder="vae", dtype=torch.float32)
+        pipe = WanPipeline.from_pretrained(args.model, vae=vae, dtype=dtype).to(state.device)
+        call = dict(prompt=args.prompt, height=480, width=832, num_frames=81, guidance_scale=5.0)
+    else:  # random weights; prompt embeddings stand in for its missing text encoder
+        pipe = tiny.tiny_wan_pipeline(dtype=dtype).to(state.device)
+        call = tiny.tiny_call_kwargs("wan", state.device, dtype)
+    steps = args.steps or (50 if args.model else 4)
+
+    # every transformer (Wan 2.2 has two)
+    diffusers_usp.parallelize(pipe, cfg_degree=2 if args.cfg_parallel else 1, ring_degree=args.ring_degree)
+    if state.device.type == "cuda" and not args.eager:
+        for transformer in filter(None, [pipe.transformer, pipe.transformer_2]):
+            transformer.compile_repeated_blocks(fullgraph=True)
+        diffusers_usp.apply_cuda_graphs(pipe)  # after parallelize, so the graphs hold the collectives too
+    pipe.set_progress_bar_config(disable=not state.is_main_process)
+
+    def generate(steps: int) -> tuple[np.ndarray, float]:
+        state.wait_for_everyone()  # start the clock together: the ranks finish loading at different times
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(args.seed)  # on CPU: the same latents on every rank
+        video = pipe(**call, num_inference_steps=steps, generator=generator, output_type="np").frames[0]
+        return video, time.perf_counter() - start  # output_type="np" copied it to the host: the GPU is done
+
+    _, warmup = generate(2)  # each transformer input shape is compiled and captured on its first call
+    video, seconds = generate(steps)
+    state.print(
+        f"{state.num_processes} processes: warm-up (compile, capture) {warmup:.1f}s, {steps} steps {seconds:.1f}s"
+    )
+    if state.is_main_process:  # every rank holds the same video
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        export_to_gif(pipe.video_processor.numpy_to_pil(video), args.out, fps=16)
+        np.save(Path(args.out).with_suffix(".npy"), video)  # the float frames, which tests/test_pipeline.py compares
+        print(f"saved {args.out}")
 
 
-_, warmup = generate(2)  # each transformer input shape is compiled and captured on its first call
-video, seconds = generate(steps)
-state.print(f"{state.num_processes} processes: warm-up (compile, capture) {warmup:.1f}s, {steps} steps {seconds:.1f}s")
-if state.is_main_process:  # every rank holds the same video
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    export_to_gif(pipe.video_processor.numpy_to_pil(video), args.out, fps=16)
-    np.save(Path(args.out).with_suffix(".npy"), video)  # the float frames, which tests/test_pipeline.py compares
-    print(f"saved {args.out}")
-state.destroy_process_group()
+if __name__ == "__main__":
+    main()
+    PartialState().destroy_process_group()  # the process group main() started, if any

@@ -3,6 +3,11 @@ import sys
 
 import pytest
 
+# One compile thread in this process and every process it starts (pool ranks, launches, kernels): Inductor then
+# compiles in the calling process instead of starting a pool of workers, each importing torch again. Set before torch
+# is imported anywhere, since Inductor reads it once.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 sys.path.insert(0, os.path.dirname(__file__))  # spawned ranks import the task modules by name
 
 from pool import RankPool  # noqa: E402
@@ -39,5 +44,7 @@ def pools():
         return pool
 
     yield get
+    for pool in _POOLS.values():  # all ranks of all pools wind down at once, not one pool after another
+        pool.stop()
     for pool in _POOLS.values():
         pool.close()

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import socket
+import time
 import traceback
 
 
@@ -24,6 +25,9 @@ def _free_port() -> int:
 
 def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    # Read when Inductor is imported: compile in this process instead of starting a pool of compile workers per rank,
+    # each importing torch again (seconds of the 2 cores for kernels that take milliseconds to compile).
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
     import torch
     import torch.distributed as dist
 
@@ -37,6 +41,11 @@ def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises
             outbox.put((rank, False, traceback.format_exc()))
     dist.destroy_process_group()
+    # Exit without the interpreter's teardown, which takes seconds in a process that loaded torch, diffusers and
+    # compiled code: the parent has read every result, and nothing here is left to save once the queue is flushed.
+    outbox.close()
+    outbox.join_thread()
+    os._exit(0)
 
 
 class RankPool:
@@ -82,13 +91,18 @@ class RankPool:
             inbox.put((fn, args, kwargs))
         return self._collect(fn.__name__)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask every rank to leave its process group and exit; `close` waits for them."""
         for inbox in self.inboxes:
             try:
                 inbox.put(None)
             except (OSError, ValueError):
                 pass
+
+    def close(self) -> None:
+        self.stop()
+        deadline = time.monotonic() + 5  # for all ranks together: they exit at the same time
         for p in self.procs:
-            p.join(timeout=5)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 p.kill()

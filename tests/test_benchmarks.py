@@ -5,48 +5,29 @@ reports: every expected record, positive times, collectives per attention counte
 merge of several runs into one file.
 """
 
-import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
+from tasks import bench
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = [str(ROOT / "benchmarks" / "run.py"), "--models", "tiny-flux", "tiny-wan", "--modes", "eager",
-       "--warmup", "1", "--repeat", "2"]  # fmt: skip
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "OMP_NUM_THREADS": "1",
-    }  # as torchrun sets it: tiny models on a busy CI machine stall on spinning threads
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def _launch(world: int, *argv: str) -> subprocess.CompletedProcess:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return _run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={world}",
-                 "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={port}",
-                 *argv])  # fmt: skip
+RUN = ["--models", "tiny-flux", "tiny-wan", "--modes", "eager", "--warmup", "1", "--repeat", "2"]
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    """World 2 (usp; stock is skipped there), then world 1 (stock and usp) merged into the same file."""
+def results(pools, tmp_path_factory) -> Path:
+    """World 2 (usp; stock is skipped there) on the gloo pool's ranks, whose process group `run.py`'s `PartialState`
+    takes as `accelerate launch`'s, then world 1 (stock and usp) in this process, merged into the same file."""
     out = tmp_path_factory.mktemp("bench") / "cpu.json"
-    world2 = _launch(2, *RUN, "--impls", "stock", "usp", "--out", str(out))
-    assert "skip tiny-flux stock world=2 eager" in world2.stdout
-    _run([sys.executable, *RUN, "--impls", "stock", "usp", "--out", str(out)])
+    printed = pools(2).run(bench.run, [*RUN, "--impls", "stock", "usp", "--out", str(out)])
+    assert "skip tiny-flux stock world=2 eager" in printed[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun sets it: tiny models on a busy CI machine stall on spinning threads
+    try:
+        bench.run([*RUN, "--impls", "stock", "usp", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -80,7 +61,7 @@ def test_usp_collectives_per_attention(results):
 
 
 def test_report_writes_markdown_and_plot(results, tmp_path):
-    _run([sys.executable, str(ROOT / "benchmarks" / "report.py"), str(results), "--out-dir", str(tmp_path)])
+    bench.load("report").main([str(results), "--out-dir", str(tmp_path)])
     md = (tmp_path / "cpu.md").read_text()
     assert "| tiny-wan | usp | 2 | eager |" in md and "| tiny-flux | stock | 1 | eager | " in md
     pytest.importorskip("matplotlib")  # the table needs only the standard library; the plot needs matplotlib
@@ -90,9 +71,7 @@ def test_report_writes_markdown_and_plot(results, tmp_path):
 def test_merge_replaces_same_key_and_keeps_others():
     """A rerun of one (model, impl, world, mode) must replace its record, keep every other, and drop an error entry
     that a good record now covers."""
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = bench.load("report")
     rec = lambda model, ms, world=1: {"model": model, "impl": "usp", "world": world, "mode": "eager",  # noqa: E731
                                       "step_ms_median": ms}  # fmt: skip
     old = {"machine": "a", "records": [rec("x", 1.0), rec("y", 2.0)], "errors": [{**rec("z", 0), "error": "boom"}]}

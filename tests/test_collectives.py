@@ -1,7 +1,7 @@
 """Collectives per forward, counted from torch profiler events: the headline claim."""
 
-import cases
 import pytest
+from tasks import core as cases
 
 FLUX = ("flux", dict(height=4, width=6, text_len=8))
 WAN = ("wan", dict(frames=3, height=8, width=8))

@@ -2,9 +2,9 @@
 
 import random
 
-import cases
 import pytest
 import torch
+from tasks import core as cases
 
 from diffusers_usp.comm import chunk_sizes, copy_, head_split
 

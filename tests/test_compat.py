@@ -5,9 +5,9 @@ core imports nothing from diffusers."""
 from __future__ import annotations
 
 import ast
-import datetime
 import pathlib
 
+import tasks.core
 import torch
 import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
@@ -80,14 +80,9 @@ def test_no_subclass_dispatch_reads_a_subclass_plainly():
         assert x.sum().item() == 0
 
 
-def _timeout_task() -> float:
-    group = dist.new_group(timeout=datetime.timedelta(seconds=42))
-    return compat.group_timeout(group).total_seconds()
-
-
 def test_group_timeout_reads_the_backend_option(pools):
     """`ProcessGroup._get_backend(device).options._timeout`: the timeout the CFG and ring groups inherit."""
-    assert pools(2).run(_timeout_task) == [42.0, 42.0]
+    assert pools(2).run(tasks.core.new_group_timeout, 42) == [42.0, 42.0]
 
 
 class _Named(ModelHook):

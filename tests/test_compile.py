@@ -1,7 +1,7 @@
 """`torch.compile(fullgraph=True)` of a parallelized transformer traces USP without a graph break and matches eager."""
 
-import cases
 import pytest
+from tasks import core as cases
 
 
 @pytest.mark.parametrize("model, shape", [

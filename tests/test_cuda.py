@@ -37,8 +37,9 @@ def _qkv(S=4608, H=24, D=128, seed=0):
 
 
 @pytest.mark.parametrize("replicated", [0, 512])
-def test_side_stream_all_to_all_matches_sdpa(nccl, replicated):
-    """Catches a missing stream join (reading `recv` before NCCL wrote it) or a buffer reused too early. Equal bit
+def test_nccl_all_to_all_matches_sdpa(nccl, replicated):
+    """The exchange as eager steps run it: packing on the compute stream, each all-to-all on NCCL's own stream. Catches
+    attention reading `recv` before NCCL's stream wrote it, or a packing buffer reused before NCCL read it. Equal bit
     for bit: at world 1 the kernel sees the same values in the same order, only copied."""
     q, k, v = _qkv()
     out = ulysses_attention(q, k, v, _sdpa, nccl, replicated=replicated)

@@ -2,9 +2,9 @@
 metadata such as Chroma's padding vector): after the exchange a rank holds every query and key of its heads, so the
 mask applies exactly, in Ulysses and around a ring."""
 
-import dense_cases
 import numpy as np
 import pytest
+from tasks import dense as dense_cases
 
 # (world, ring degree, other tokens, joint text sharded, replicated, front, per-head mask, boolean, one row for all)
 CASES = [

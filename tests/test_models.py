@@ -6,10 +6,10 @@
 import functools
 from pathlib import Path
 
-import cases
 import pytest
 import torch
 import zoo
+from tasks import core as cases
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 RESULTS: dict[tuple[str, int], tuple[float, dict[str, int]]] = {}

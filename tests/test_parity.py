@@ -1,8 +1,8 @@
 """Parallel output equals the single-process output of the same weights and inputs (float32, max abs err <= 1e-5)."""
 
-import cases
 import pytest
 import torch
+from tasks import core as cases
 
 # (model, input shape, config overrides). Chosen to cover: text sharded vs. replicated (Flux text length not divisible
 # by P), batch 2 (a CFG batch), head counts that P does not divide, video token grids, and token counts that P does

@@ -1,10 +1,10 @@
-"""The processor's explicit role and `remove_parallelism`, the inverse of `parallelize` (issue #11)."""
+"""The processor's explicit role and `remove_parallelism`, the inverse of `parallelize`."""
 
 import pytest
-import routing_cases as rc
 import torch
 import zoo
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+from tasks import routing as rc
 
 from diffusers_usp import USPProcessor, parallelize, remove_parallelism
 from diffusers_usp.groups import Group

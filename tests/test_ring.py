@@ -2,12 +2,12 @@
 
 import random
 
-import cases
-import cfg_cases
 import pytest
-import ring_cases
 import test_parity
 import torch
+from tasks import cfg as cfg_cases
+from tasks import core as cases
+from tasks import ring as ring_cases
 
 from diffusers_usp import parallelize
 from diffusers_usp.comm import chunk_sizes
@@ -134,6 +134,9 @@ def test_ring_attention_compiles_fullgraph(pools, R, U, seq_lens):
 # (world, ring degree): rings of 2 and 3 single ranks, of two Ulysses pairs, and of 4 single ranks. World 4 with
 # ring degree 1 (Ulysses alone) is `test_parity`'s.
 RINGS = [(2, 2), (3, 3), (4, 2), (4, 4)]
+# Sharded attention calls in one forward of the tiny models: one per block of Flux's 2 double and 2 single blocks, and
+# one per block of Wan's 2 (the self-attention; the cross-attention attends K/V every rank holds: no ring shift).
+SHARDED_ATTENTIONS = {"flux": 4, "wan": 2}
 MODELS = {
     name: test_parity.CASES[name]
     for name in ("flux", "flux-6-heads", "flux-uneven", "flux-uneven-text-split-batch2", "wan-5-heads-batch2",
@@ -146,7 +149,8 @@ MODELS = {
 def test_parallelize_with_ring_equals_single_process(pools, case, world, ring):
     """Catches the sequence split in an order other than ring-major (the ring's chunk `r * U + u` must be the chunk
     the split gave that rank), uneven chunk sizes that disagree between the split and the ring's block sizes, text
-    split over all R x U ranks but attended as replicated (or the reverse), and head counts U does not divide."""
+    split over all R x U ranks but attended as replicated (or the reverse), head counts U does not divide, and a
+    K/V block shifted more or fewer than R - 1 times per sharded attention (or a cross-attention sent around)."""
     model, shape, config = MODELS[case]
     want = test_parity._reference(case)
     runs = pools(world).run(cases.run_model, model, shape, ring_degree=ring, **config)
@@ -154,7 +158,9 @@ def test_parallelize_with_ring_equals_single_process(pools, case, world, ring):
         assert out.shape == want.shape
         err = (out - want).abs().max().item()
         assert err <= 1e-5, f"rank {rank}: max abs error {err:.3g}"
-        assert events.get("gloo:send", 0) > 0 and "gloo:broadcast" not in events
+        shifts = (ring - 1) * SHARDED_ATTENTIONS[model]  # one send and one receive each
+        assert events.get("gloo:send", 0) == events.get("gloo:recv", 0) == shifts, f"rank {rank}: {events}"
+        assert "gloo:broadcast" not in events
 
 
 def test_ring_degree_is_validated_with_the_numbers():

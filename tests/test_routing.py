@@ -1,5 +1,5 @@
-"""Every attention path under `parallelize` is exact or refused on every rank, never a plausible wrong tensor
-(issue #11): kernel calls that escape the processor's rebinding, modes the sharding cannot follow, a cross-attention
+"""Every attention path under `parallelize` is exact or refused on every rank, never a plausible wrong tensor:
+kernel calls that escape the processor's rebinding, modes the sharding cannot follow, a cross-attention
 called without its context, IP-Adapters' second kernel call, processors replaced after `parallelize`. Exact means
 equal to the single-process output in float32, max abs error <= 1e-5.
 """
@@ -11,10 +11,10 @@ import textwrap
 
 import diffusers
 import pytest
-import routing_cases as rc
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
+from tasks import routing as rc
 
 from diffusers_usp import parallelize
 from diffusers_usp.plans import PLANS
@@ -65,7 +65,7 @@ def test_cross_attention_without_its_context_self_attends_exactly(pools, world):
 @pytest.mark.parametrize("world", WORLDS)
 def test_flux2_kv_cache_modes_are_refused_on_every_rank(pools, world):
     """Catches Flux2's reference-image KV cache run on sharded tokens: "extract" returned an output of the wrong
-    length with no error (issue #11: (1, 8, 16) for (1, 16, 16) at P=2; the forward cuts the reference tokens out by
+    length with no error ((1, 8, 16) for (1, 16, 16) at P=2; the forward cuts the reference tokens out by
     their whole count), whichever processors are installed; "cached" attends the cached K/V through a helper USP
     cannot reach."""
     for outcomes in pools(world).run(rc.flux2_kv_cache_outcomes):

@@ -9,7 +9,7 @@ import pkgutil
 
 import torch
 
-from .base import Case
+from .base import Case, seeded
 
 CASES: dict[str, Case] = {}
 UNSUPPORTED: dict[str, str] = {}
@@ -34,13 +34,9 @@ def discover() -> list[str]:
 
 def build(name: str, seed: int = 0) -> tuple[torch.nn.Module, dict]:
     """The tiny model of `name` (weights from `seed`) and its inputs (from `seed + 1`)."""
-    import diffusers
-
     case = CASES[name]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = getattr(diffusers, name)(**case.config).eval()
+    model = case.model(name, seed)
     return model, case.inputs(model, torch.Generator().manual_seed(seed + 1))
 
 
-__all__ = ["CASES", "UNSUPPORTED", "NO_PLAN_YET", "Case", "build", "discover"]
+__all__ = ["CASES", "UNSUPPORTED", "NO_PLAN_YET", "Case", "build", "discover", "seeded"]

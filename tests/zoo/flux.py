@@ -2,6 +2,8 @@
 
 import torch
 
+from diffusers_usp.tiny import tiny_flux_transformer
+
 from .base import Case, randn, timestep
 
 
@@ -26,18 +28,8 @@ def _flux_inputs(model, g, height=4, width=6, text=12):
 
 CASES = {
     "FluxTransformer2DModel": Case(
-        config=dict(
-            patch_size=1,
-            in_channels=16,
-            num_layers=2,
-            num_single_layers=2,
-            attention_head_dim=16,
-            num_attention_heads=4,
-            joint_attention_dim=32,
-            pooled_projection_dim=32,
-            guidance_embeds=True,
-            axes_dims_rope=(4, 6, 6),
-        ),
+        config={},  # the tiny Flux of `diffusers_usp.tiny`: 2 double and 2 single blocks, 4 heads of 16
+        tiny=tiny_flux_transformer,
         inputs=_flux_inputs,
     ),
 }

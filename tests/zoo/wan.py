@@ -2,6 +2,8 @@
 
 import torch
 
+from diffusers_usp.tiny import tiny_wan_transformer
+
 from .base import Case, randn
 
 
@@ -16,17 +18,8 @@ def _wan_inputs(model, g, frames=3, height=8, width=8, text=8):
 
 CASES = {
     "WanTransformer3DModel": Case(
-        config=dict(
-            patch_size=(1, 2, 2),
-            num_attention_heads=4,
-            attention_head_dim=16,
-            in_channels=4,
-            out_channels=4,
-            text_dim=32,
-            freq_dim=32,
-            ffn_dim=64,
-            num_layers=2,
-        ),
+        config={},  # the tiny Wan 2.1 of `diffusers_usp.tiny`: 2 blocks, 4 heads of 16
+        tiny=tiny_wan_transformer,
         inputs=_wan_inputs,
     ),
 }

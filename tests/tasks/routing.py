@@ -1,5 +1,5 @@
 """Models and rank tasks for `test_routing.py` and `test_remove.py`: attention paths that `parallelize` must run
-exactly or refuse on every rank (issue #11). Module-level, so that spawned ranks unpickle the tasks by name.
+exactly or refuse on every rank. Module-level, so that spawned ranks unpickle the tasks by name.
 
 Every builder draws its weights and inputs from seeds, so each rank and the single-process reference hold the same
 model and inputs without communicating.
@@ -13,6 +13,7 @@ from diffusers.models.attention_processor import SD3IPAdapterJointAttnProcessor2
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor, FluxIPAdapterAttnProcessor
 from diffusers.models.transformers.transformer_flux2 import Flux2KVAttnProcessor, Flux2KVParallelSelfAttnProcessor
 from torch.profiler import profile
+from zoo.base import seeded
 
 from diffusers_usp import parallelize, remove_parallelism
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer
@@ -22,12 +23,6 @@ from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer
 IP_TOKENS = 6
 IP_DIM = 24
 REF_TOKENS = 8  # Flux2 reference-image tokens, before its 24 image tokens
-
-
-def _seeded(seed: int, build):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
 
 
 def _forward(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
@@ -76,7 +71,7 @@ def ip_adapter(family: str, seed: int = 0) -> tuple[torch.nn.Module, dict]:
     # The joint blocks' `attn`, as `_convert_ip_adapter_attn_to_diffusers` does; the single blocks keep theirs.
     joint = [block.attn for block in model.transformer_blocks]
     for i, module in enumerate(joint):
-        module.set_processor(_seeded(seed + 2 + i, processor))
+        module.set_processor(seeded(seed + 2 + i, processor))
     return model, inputs
 
 
@@ -92,7 +87,7 @@ def unet_block_without_text(seed: int = 0) -> tuple[torch.nn.Module, dict]:
     is set but no `encoder_hidden_states` is passed, so every `attn2` self-attends the image tokens (24 of them)."""
     config = dict(in_channels=8, num_attention_heads=2, attention_head_dim=8, norm_num_groups=4, num_layers=2,
                   cross_attention_dim=16, use_linear_projection=True, num_embeds_ada_norm=5)  # fmt: skip
-    model = _seeded(seed, lambda: Transformer2DModel(**config).eval())
+    model = seeded(seed, lambda: Transformer2DModel(**config).eval())
     g = torch.Generator().manual_seed(seed + 1)
     return model, {"hidden_states": torch.randn(1, 8, 4, 6, generator=g), "timestep": torch.tensor(1)}
 

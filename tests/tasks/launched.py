@@ -1,10 +1,15 @@
-"""Run under `accelerate launch --multi_gpu --num_processes N`: every tiny pipeline family, parallelized, saved by
-rank 0 as .npy files in the folder given as argv[1] for the test to compare with a single-process run."""
+"""Run under `accelerate launch --multi_gpu --num_processes N`: every tiny pipeline family, parallelized, then every
+example's `main`, all in one launch (each launch imports torch and diffusers again on every rank: seconds of CPU).
+Rank 0 saves the outputs as .npy files in the folder given as argv[1], for `tests/test_pipeline.py` to compare with
+single-process runs."""
 
+import importlib.util
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -80,6 +85,45 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
     return pipe(**embeds(), **call, num_inference_steps=2, output_type="np", return_dict=False, generator=generator)[0]
 
 
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+# (example, its options): every example's default, and the Wan example's CFG-parallel and ring flags
+EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
+    ("wan", ("--cfg-parallel",)),
+    ("wan", ("--ring-degree", "2")),
+]
+
+
+def example_id(name: str, options: tuple[str, ...]) -> str:
+    """`wan --cfg-parallel` -> "wan-cfg-parallel": the stem of the example's outputs."""
+    return "-".join((name, *(o.lstrip("-") for o in options)))
+
+
+def example_suffix(name: str) -> str:
+    """The file the example saves beside its .npy: a GIF for a video family, a PNG for an image one."""
+    return ".gif" if "num_frames" in tiny.tiny_call_kwargs(name) else ".png"
+
+
+def load_example(name: str) -> ModuleType:
+    """`examples/<name>.py` as a module, without running its `__main__` block (which would parse `sys.argv`)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_examples(out: Path, rank: int) -> None:
+    """Every example's `main` in turn, as `accelerate launch ... examples/<name>.py <options> --out ...` runs it, its
+    outputs in `out`. A failure is written to `<id>.rank<r>.error` and the next example runs, so one broken example
+    fails only its test."""
+    out.mkdir(exist_ok=True)
+    for name, options in EXAMPLES:
+        stem = example_id(name, options)
+        try:
+            load_example(name).main([*options, "--out", str(out / f"{stem}{example_suffix(name)}")])
+        except Exception:  # noqa: BLE001 - reported to the test through the file
+            (out / f"{stem}.rank{rank}.error").write_text(traceback.format_exc())
+
+
 def main(out: Path) -> None:
     # cpu=True on a machine without CUDA: a plain PartialState() there makes a process group but reports one process.
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -96,6 +140,9 @@ def main(out: Path) -> None:
             np.save(out / f"{name}.npy", array)
         (out / "controlnet_tokens.json").write_text(json.dumps(tokens))
     state.wait_for_everyone()
+    run_examples(out / "examples", state.process_index)
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":

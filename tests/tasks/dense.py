@@ -7,11 +7,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from ring_cases import mesh_groups
 
 from diffusers_usp.attention import ShardedCall, sharded_attention
 from diffusers_usp.comm import chunk_sizes
 from diffusers_usp.groups import Group
+
+from .ring import mesh_groups
 
 
 def _sdpa(q, k, v, mask):  # BSHD

@@ -1,8 +1,5 @@
-"""Tasks that every rank of a test pool runs. Module-level so that spawned ranks can unpickle them by name.
-
-Each builds its model and inputs from seeds, so every rank (and the single-process reference in the test) holds the
-same weights and inputs without communicating.
-"""
+"""Rank tasks of the parity, collective, communication, compile, coverage and failure tests (see `tasks/__init__.py`
+for what every task module shares)."""
 
 from __future__ import annotations
 
@@ -138,15 +135,15 @@ def _key_masks(seed: int, B: int, lengths: list[int], kind: str) -> list[torch.T
     return masks if kind == "bool" else [torch.zeros(m.shape).masked_fill(~m, float("-inf")) for m in masks]
 
 
-def attention_core(
+def sharded_problem(
     seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int, replicated: int, front: bool,
-    kv_prefix: int, mask: str | None = None,
-) -> float:  # fmt: skip
-    """Max difference between `ulysses_attention` and SDPA over the whole sequence, with rank i holding
-    `seq_lens[i]` sharded tokens, replicated tokens (front or back of each rank's sequence) and a replicated K/V
-    prefix."""
-    group = resolve_group()
-    r = group.rank
+    kv_prefix: int, mask: str | None, chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict, torch.Tensor]:  # fmt: skip
+    """One sharded attention as chunk `chunk` of `len(seq_lens)` sees it, drawn from seeds (every rank draws the
+    whole sequence, so the reference needs no communication): `(q, k, v, kwargs, want)`. Chunk i holds `seq_lens[i]`
+    sharded tokens; replicated tokens sit at the front or back of every chunk's sequence and a replicated K/V prefix
+    precedes all keys. `kwargs` are the core's keyword arguments (replicated block, prefix, `seq_lens`, key mask);
+    `want` is SDPA over the whole sequence, at this chunk's rows."""
     g = torch.Generator().manual_seed(seed)
     q_rep, k_rep, v_rep = (torch.randn(B, replicated, h, D, generator=g) for h in (Hq, Hkv, Hkv))
     k_pre, v_pre = (torch.randn(B, kv_prefix, Hkv, D, generator=g) for _ in range(2))
@@ -155,11 +152,10 @@ def attention_core(
     def local(x_rep, x_sh):
         return torch.cat([x_rep, x_sh] if front else [x_sh, x_rep], dim=1)
 
-    q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[r]))
-    masks = _key_masks(seed, B, [replicated, *seq_lens], mask) if mask else None  # replicated keys, then each rank's
-    out = ulysses_attention(q, k, v, _sdpa, group, replicated=replicated, replicated_front=front,
-                            kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens,
-                            key_mask=local(masks[0], masks[1 + r]) if mask else None)  # fmt: skip
+    q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[chunk]))
+    masks = _key_masks(seed, B, [replicated, *seq_lens], mask) if mask else None  # replicated keys, then each chunk's
+    kwargs = dict(replicated=replicated, replicated_front=front, kv_prefix=(k_pre, v_pre) if kv_prefix else None,
+                  seq_lens=seq_lens, key_mask=local(masks[0], masks[1 + chunk]) if mask else None)  # fmt: skip
 
     full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
     full += [
@@ -170,9 +166,22 @@ def attention_core(
         valid = torch.ones(B, kv_prefix, dtype=torch.bool) if mask == "bool" else torch.zeros(B, kv_prefix)
         full_mask = torch.cat([valid, *masks], dim=1)[:, None, None, :]
     want = _sdpa(*full, full_mask)
-    start = replicated + sum(seq_lens[:r])
-    want_local = local(want[:, :replicated], want[:, start : start + seq_lens[r]])
-    return (out - want_local).abs().max().item()
+    start = replicated + sum(seq_lens[:chunk])
+    return q, k, v, kwargs, local(want[:, :replicated], want[:, start : start + seq_lens[chunk]])
+
+
+def attention_core(
+    seed: int, B: int, seq_lens: tuple[int, ...], Hq: int, Hkv: int, D: int, replicated: int, front: bool,
+    kv_prefix: int, mask: str | None = None,
+) -> float:  # fmt: skip
+    """Max difference between `ulysses_attention` and SDPA over the whole sequence, with rank i holding
+    `seq_lens[i]` sharded tokens, replicated tokens (front or back of each rank's sequence) and a replicated K/V
+    prefix."""
+    group = resolve_group()
+    problem = sharded_problem(seed, B, seq_lens, Hq, Hkv, D, replicated, front, kv_prefix, mask, group.rank)
+    q, k, v, kwargs, want = problem
+    out = ulysses_attention(q, k, v, _sdpa, group, **kwargs)
+    return (out - want).abs().max().item()
 
 
 def zoo_run(name: str, ring_degree: int = 1) -> tuple[torch.Tensor, dict[str, int], int]:
@@ -306,3 +315,13 @@ def groups_of_repeated_parallelize(cfg_degree: int, ring_degree: int) -> tuple[i
         groups.append(model._usp_sequence.group.group)
         threads.append(_threads())
     return len({id(g) for g in groups[:3]}), threads[2] - threads[0], groups[3] is not groups[0]
+
+
+def new_group_timeout(seconds: float) -> float:
+    """The timeout `compat.group_timeout` reads from a group made with `seconds`."""
+    import datetime
+
+    from diffusers_usp import compat
+
+    group = dist.new_group(timeout=datetime.timedelta(seconds=seconds))
+    return compat.group_timeout(group).total_seconds()

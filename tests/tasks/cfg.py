@@ -8,7 +8,6 @@ import warnings
 from contextlib import nullcontext
 from datetime import timedelta
 
-import cases
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -16,6 +15,8 @@ from torch.profiler import profile
 
 from diffusers_usp import parallelize, tiny
 from diffusers_usp.cfg.pending import PendingTensor
+
+from . import core as cases
 
 WAN = dict(frames=2, height=8, width=8)  # 16 tokens
 NEGATIVE_TEXT = 5  # the uncond call's text length (the cond call's is 8): the two calls differ in more than values

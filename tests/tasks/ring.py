@@ -1,12 +1,10 @@
-"""Tasks for the ring-attention tests that every rank of a test pool runs. Module-level so that spawned ranks can
-unpickle them by name; like `cases.py`, every rank builds the whole sequence from seeds, so the reference needs no
+"""Rank tasks of the ring-attention tests: every rank builds the whole sequence from seeds, so the reference needs no
 communication."""
 
 from __future__ import annotations
 
 import functools
 
-import cases
 import torch
 import torch.distributed as dist
 from torch.profiler import profile
@@ -14,6 +12,8 @@ from torch.profiler import profile
 from diffusers_usp import parallelize, remove_parallelism, tiny
 from diffusers_usp.groups import Group, ParallelDims
 from diffusers_usp.ring import ring_attention
+
+from . import core as cases
 
 
 @functools.cache
@@ -36,40 +36,15 @@ def ring_core(
     sit at the front or back of every rank's sequence, and a replicated K/V prefix precedes all keys.
     """
     ulysses, ring = mesh_groups(R, U)
-    c = dist.get_rank()
-    g = torch.Generator().manual_seed(seed)
-    q_rep, k_rep, v_rep = (torch.randn(B, replicated, h, D, generator=g) for h in (Hq, Hkv, Hkv))
-    k_pre, v_pre = (torch.randn(B, kv_prefix, Hkv, D, generator=g) for _ in range(2))
-    shards = [cases._rank_tensors(seed, i, B, n, Hq, Hkv, D) for i, n in enumerate(seq_lens)]
-
-    def local(x_rep, x_sh):
-        return torch.cat([x_rep, x_sh] if front else [x_sh, x_rep], dim=1)
-
-    q, k, v = (local(rep, sh) for rep, sh in zip((q_rep, k_rep, v_rep), shards[c]))
-    masks = cases._key_masks(seed, B, [replicated, *seq_lens], mask) if mask else None  # replicated keys, then chunks
-    attend = functools.partial(
-        ring_attention, ulysses=ulysses, ring=ring, replicated=replicated, replicated_front=front,
-        kv_prefix=(k_pre, v_pre) if kv_prefix else None, seq_lens=seq_lens,
-        key_mask=local(masks[0], masks[1 + c]) if mask else None,
-    )  # fmt: skip
+    problem = cases.sharded_problem(seed, B, seq_lens, Hq, Hkv, D, replicated, front, kv_prefix, mask, dist.get_rank())
+    q, k, v, kwargs, want = problem
+    attend = functools.partial(ring_attention, ulysses=ulysses, ring=ring, **kwargs)
     if compiled:
         attend = torch.compile(attend, fullgraph=True, backend="aot_eager")
         attend(q, k, v)  # compile outside the profiled call
     with profile() as prof:
         out = attend(q, k, v)
-
-    full = [torch.cat([q_rep, *(s[0] for s in shards)], 1)]
-    full += [
-        torch.cat([pre, rep, *(s[i] for s in shards)], 1) for i, pre, rep in ((1, k_pre, k_rep), (2, v_pre, v_rep))
-    ]
-    full_mask = None
-    if mask:
-        valid = torch.ones(B, kv_prefix, dtype=torch.bool) if mask == "bool" else torch.zeros(B, kv_prefix)
-        full_mask = torch.cat([valid, *masks], dim=1)[:, None, None, :]
-    want = cases._sdpa(*full, full_mask)
-    start = replicated + sum(seq_lens[:c])
-    want_local = local(want[:, :replicated], want[:, start : start + seq_lens[c]])
-    return (out - want_local).abs().max().item(), cases.gloo_events(prof)
+    return (out - want).abs().max().item(), cases.gloo_events(prof)
 
 
 def refused(ring_degree: int, cfg_degree: int = 1) -> str:
