@@ -13,6 +13,7 @@ mixed-precision policy, so the gathered weights are the original tensors bit for
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ def shard_weights(model: nn.Module, group: dist.ProcessGroup, prefetch: bool = T
     for blocks in lists:
         for block in blocks:
             fully_shard(block, mesh=mesh, reshard_after_forward=True)
+            _register_block_class(block)
         if prefetch:  # within a list only: its blocks run in order, while lists may run in any order (or not at all)
             for block, after in zip(blocks[:-1], blocks[1:]):
                 block.set_modules_to_forward_prefetch([after])
@@ -135,6 +137,27 @@ def unshard_weights(model: nn.Module) -> nn.Module:
     return model
 
 
+def _register_block_class(block: nn.Module) -> None:
+    """Tell diffusers' cache hooks that `fully_shard`'s class for a block (`FSDPFluxTransformerBlock`) is the block
+    class it derives from: `enable_cache` (FirstBlockCache, ...) after sharding looks blocks up by exact class in
+    `TransformerBlockRegistry` (private to diffusers 0.42; its one use in this package)."""
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    fsdp_cls, cls = type(block), _original_class(block)
+    try:
+        metadata = TransformerBlockRegistry.get(cls)
+    except ValueError:  # a class the cache hooks do not know (a text encoder's layer): nothing to tell them
+        return
+    TransformerBlockRegistry.register(fsdp_cls, copy.copy(metadata))  # a copy: `register` sets its `_cls`
+
+
+def _original_class(unit: nn.Module) -> type:
+    """The class `fully_shard` derived `type(unit)` from: `FSDP<Orig>` has MRO `[FSDP<Orig>, FSDPModule, Orig, ...]`."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return type(unit).__mro__[getattr(FSDPModule, "_orig_cls_mro_index", 2)]
+
+
 def _forget_fully_shard(unit: nn.Module) -> None:
     """Remove what `fully_shard` installed on `unit`: its forward hooks, its class, its state and registry entries.
 
@@ -143,12 +166,11 @@ def _forget_fully_shard(unit: nn.Module) -> None:
     sharding again)."""
     from torch.distributed._composable.contract import REGISTRY_KEY, STATE_KEY
     from torch.distributed._composable_state import _module_state_mapping
-    from torch.distributed.fsdp import FSDPModule
 
     state = unit._get_fsdp_state()
     for handle in {state._pre_forward_hook_handle, state._post_forward_hook_handle}:
         handle.remove()
-    unit.__class__ = type(unit).__mro__[getattr(FSDPModule, "_orig_cls_mro_index", 2)]
+    unit.__class__ = _original_class(unit)
     unit.__dict__.pop(STATE_KEY, None)
     unit.__dict__.pop(REGISTRY_KEY, None)
     _module_state_mapping.pop(unit, None)

@@ -114,6 +114,51 @@ def all_cases() -> dict:
     if world % 2 == 0:
         out["wan_cfg"] = wan_cfg()
     out["t5"] = t5_sharded()
+    out.update(stacked())
+    return out
+
+
+def lora_flux() -> torch.nn.Module:
+    """The tiny Flux transformer with a LoRA (peft) on its attention projections, random (not zero) and seeded."""
+    from peft import LoraConfig
+
+    model = tiny.tiny_flux_transformer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        model.add_adapter(LoraConfig(r=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False))
+    return model
+
+
+def cached_run(model: torch.nn.Module, calls: int = 2) -> np.ndarray:
+    """`calls` forwards in one cache context; the output of the last."""
+    with torch.no_grad(), model.cache_context("cond"):
+        for _ in range(calls):
+            output = model(**flux_inputs(), return_dict=False)[0]
+    return output.numpy()
+
+
+def stacked() -> dict:
+    """What users stack on a pipeline, with sharded weights: a LoRA applied before sharding, and diffusers'
+    FirstBlockCache enabled before `parallelize` (its hooks under FSDP2's) or after (FSDP2's classes under its hooks).
+    The cache's threshold skips the later blocks on the second call on every rank alike, so the output is exactly one
+    process's; the skipped blocks (the next one prefetched, never run) must not unbalance the ranks' gathers."""
+    from diffusers import FirstBlockCacheConfig
+
+    out = {}
+    model = lora_flux()
+    parallelize(model, shard_weights=True)
+    out["lora"] = cached_run(model, calls=1)
+    remove_parallelism(model)
+    for order in ("before", "after"):
+        model = tiny.tiny_flux_transformer()
+        if order == "before":
+            model.enable_cache(FirstBlockCacheConfig(threshold=1e9))
+        parallelize(model, shard_weights=True)
+        if order == "after":
+            model.enable_cache(FirstBlockCacheConfig(threshold=1e9))
+        out[f"cache_{order}"] = cached_run(model)
+        model.disable_cache()
+        remove_parallelism(model)
     return out
 
 
