@@ -57,10 +57,12 @@ def test_pipelines_under_accelerate_launch_equal_single_process(tmp_path):
     assert tokens == {name: [72, 72] if "controlnet" in name else [] for name in pipeline_script.FAMILIES}
 
 
-# (example, its options): every example's default, and the Wan example's CFG-parallel and ring flags
+# (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
+# example's weight sharding
 EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
+    ("flux2", ("--shard-weights",)),
 ]
 
 
@@ -69,7 +71,8 @@ def test_example_on_2_processes_equals_1(example, options, tmp_path, monkeypatch
     """Every example's tiny default, launched as the README launches it, saves what one process saves. Catches an
     example that fails or hangs under a 2-process launch, gives its ranks different inputs (the input check raises),
     or whose split run differs from the whole one (a pipeline input the plan does not cover, a rank-dependent seed).
-    With the Wan example's `--cfg-parallel` (CFG 2 x Ulysses 1) and `--ring-degree 2` (ring 2 x Ulysses 1) too."""
+    With the Wan example's `--cfg-parallel` (CFG 2 x Ulysses 1) and `--ring-degree 2` (ring 2 x Ulysses 1) too, and
+    the Flux.2 example's `--shard-weights` (weights sharded over the 2 processes, against one process's whole ones)."""
     script = str(ROOT / "examples" / f"{example}.py")
     suffix = ".gif" if "num_frames" in tiny.tiny_call_kwargs(example) else ".png"
     result = _launch(2, script, *options, "--out", str(tmp_path / f"world2{suffix}"))
