@@ -28,6 +28,7 @@ from .flux import (
 from .flux2 import (
     FLUX2_LATENT_CHANNELS,
     FLUX2_TEXT_DIM,
+    flux2_transformer_inputs,
     tiny_flux2_pipeline,
     tiny_flux2_prompt_embeds,
     tiny_flux2_transformer,
@@ -80,6 +81,7 @@ __all__ = [  # grouped by family
     "tiny_flux2_transformer",
     "tiny_flux2_pipeline",
     "tiny_flux2_prompt_embeds",
+    "flux2_transformer_inputs",
     "tiny_wan_transformer",
     "tiny_wan_pipeline",
     "tiny_wan_prompt_embeds",

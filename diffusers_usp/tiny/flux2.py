@@ -3,7 +3,7 @@
 import torch
 from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Pipeline, Flux2Transformer2DModel
 
-from ._common import build_transformer, cast, embeds, quiet, seeded
+from ._common import build_transformer, cast, embeds, quiet, randn, seeded
 
 # Inner dim 4 * 16 = 64; the 4 rope axes (t, h, w, l) must sum to the head dim (16).
 FLUX2_TEXT_DIM = 32  # joint_attention_dim (3 stacked Mistral layers, 15360 wide, in the real model)
@@ -77,3 +77,39 @@ def tiny_flux2_prompt_embeds(batch: int = 1, seq: int = 8, seed: int = 0, dtype:
         dtype (`torch.dtype`): Embedding dtype.
     """
     return {"prompt_embeds": embeds(torch.Generator().manual_seed(seed), batch, seq, FLUX2_TEXT_DIM, dtype)}
+
+
+def flux2_transformer_inputs(
+    transformer: Flux2Transformer2DModel,
+    batch: int = 1,
+    height: int = 8,
+    width: int = 8,
+    text_len: int = 8,
+    seed: int = 0,
+) -> dict:
+    """Keyword arguments for `transformer(**kwargs, return_dict=False)`, on the transformer's device and dtype, with
+    the batched `[B, S, 4]` position ids (t, h, w, l) that `Flux2Pipeline` passes.
+
+    Args:
+        transformer (`Flux2Transformer2DModel`): Model whose config sets the channel counts.
+        batch (`int`): Batch size.
+        height (`int`): Height in packed latent *tokens*; the image sequence length is `height * width`.
+        width (`int`): Width in packed latent tokens.
+        text_len (`int`): Number of text tokens.
+        seed (`int`): Seed of the local generator.
+    """
+    cfg, gen = transformer.config, torch.Generator().manual_seed(seed)
+    img_ids = torch.zeros(height, width, 4)
+    img_ids[..., 1] = torch.arange(height)[:, None]
+    img_ids[..., 2] = torch.arange(width)[None, :]
+    txt_ids = torch.zeros(text_len, 4)
+    txt_ids[:, 3] = torch.arange(text_len)
+    device, dtype = transformer.device, transformer.dtype
+    return {
+        "hidden_states": randn(gen, batch, height * width, cfg.in_channels, ref=transformer),
+        "encoder_hidden_states": randn(gen, batch, text_len, cfg.joint_attention_dim, ref=transformer),
+        "timestep": torch.rand(batch, generator=gen).to(device=device, dtype=dtype),
+        "img_ids": img_ids.reshape(1, -1, 4).expand(batch, -1, -1).to(device, dtype),
+        "txt_ids": txt_ids.expand(batch, -1, -1).to(device, dtype),
+        "guidance": torch.full((batch,), 4.0, device=device, dtype=torch.float32),
+    }
