@@ -65,3 +65,57 @@ def test_shard_weights(world, pools, references):
             assert np.array_equal(got["flux_ring"], got["flux_ring_usp"]), where
             for i, (a, b) in enumerate(zip(got["wan_cfg"], ref["wan"], strict=True)):
                 assert np.abs(a - b).max() <= TOL, (where, "wan call", i)
+
+
+def test_compiled_blocks_with_sharded_weights(pools):
+    """Blocks compiled (`compile_repeated_blocks(fullgraph=True)`, before `parallelize`) run with FSDP2's gathers
+    around them and give one process's output, on the first and the second call. Guards against a compiled block
+    reading its sharded parameters (a DTensor) instead of the gathered ones, and against a whole-model
+    `torch.compile(fullgraph=True)` of a sharded model returning rather than failing."""
+    with torch.no_grad():
+        model = tiny.tiny_wan_transformer()
+        expected = model(**tiny.wan_transformer_inputs(model, seed=1, **wc.WAN), return_dict=False)[0].numpy()
+    for got in pools(2).run(wc.compiled_blocks):
+        for output in got["outputs"]:
+            assert np.abs(output - expected).max() <= TOL
+        assert got["whole"] != "returned"  # Dynamo refuses FSDP2's hooks under fullgraph (they are not traced)
+
+
+def test_repeated_blocks_of_transformers_and_text_encoders():
+    """The units `shard_weights` makes: each model's outermost lists of same-class blocks, found without a per-class
+    table. Guards against a text encoder left as one unit (its whole weights gathered at once on every rank: the
+    memory sharding promised to save) and against a list inside a block (T5's per-block `layer`) made its own unit."""
+    from diffusers import Flux2Transformer2DModel, WanTransformer3DModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        UMT5Config,
+        UMT5EncoderModel,
+    )
+
+    from diffusers_usp.weights import repeated_blocks
+
+    small = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2)
+    with torch.device("meta"):
+        clip = CLIPTextModel(CLIPTextConfig(**small))
+        umt5 = UMT5EncoderModel(UMT5Config(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))
+        qwen = Qwen2_5_VLForConditionalGeneration(
+            Qwen2_5_VLConfig(
+                text_config=dict(small, num_key_value_heads=2, vocab_size=64),
+                vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32),
+            )
+        )
+        flux2 = Flux2Transformer2DModel.from_config(tiny.tiny_flux2_transformer().config)
+        wan = WanTransformer3DModel.from_config(tiny.tiny_wan_transformer().config)
+    expected = {
+        clip: [clip.encoder.layers],  # transformers 5 (4.x: `clip.text_model.encoder.layers`)
+        umt5: [umt5.encoder.block],
+        qwen: [qwen.model.visual.blocks, qwen.model.language_model.layers],
+        flux2: [flux2.transformer_blocks, flux2.single_transformer_blocks],
+        wan: [wan.blocks],
+    }
+    for model, lists in expected.items():
+        found = repeated_blocks(model)
+        assert [id(x) for x in found] == [id(x) for x in lists], type(model).__name__

@@ -194,3 +194,25 @@ def t5_sharded() -> dict:
     remove_parallelism(pipe)
     tied = encoder.shared.weight is encoder.encoder.embed_tokens.weight
     return {"sharded": sharded, "fractions": fractions, "tied_after_remove": tied}
+
+
+def compiled_blocks() -> dict:
+    """`compile_repeated_blocks(fullgraph=True)` before `parallelize(..., shard_weights=True)`: FSDP2's hooks then run
+    around each compiled block (Dynamo skips them). aot_eager: Dynamo and AOTAutograd as Inductor runs them, without
+    minutes of code generation on 2 cores. Also how a whole-model `torch.compile(fullgraph=True)` ends."""
+    inputs = tiny.wan_transformer_inputs(tiny.tiny_wan_transformer(), seed=1, **WAN)
+    torch._dynamo.reset()
+    model = tiny.tiny_wan_transformer()
+    model.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
+    parallelize(model, shard_weights=True)
+    with torch.no_grad():
+        outputs = [model(**inputs, return_dict=False)[0].numpy() for _ in range(2)]
+    model = tiny.tiny_wan_transformer()
+    parallelize(model, shard_weights=True)
+    try:
+        with torch.no_grad():
+            torch.compile(model, fullgraph=True, backend="aot_eager")(**inputs, return_dict=False)
+        whole = "returned"
+    except Exception as err:  # noqa: BLE001 - Dynamo wraps what it refuses
+        whole = f"{type(err).__name__}: {err}"
+    return {"outputs": outputs, "whole": whole}
