@@ -82,6 +82,13 @@ def shard_weights(model: nn.Module, group: dist.ProcessGroup, prefetch: bool = T
     if getattr(model, _ATTR, None) is not None:
         return model
     mesh = _mesh(group)
+    devices = {p.device.type for p in model.parameters()} - {"meta", "cpu"}
+    if devices - {mesh.device_type}:  # FSDP2 would move them to the mesh's device, silently
+        raise ValueError(
+            f"{type(model).__name__} is on {', '.join(sorted(devices))}, but its ranks communicate over "
+            f"{dist.get_backend(group)} ({mesh.device_type} tensors): use a process group of that device's backend "
+            "(NCCL for CUDA), or load the model on the CPU and let shard_weights move each rank's shards."
+        )
     requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
     model.requires_grad_(False)
     lists = repeated_blocks(model)
