@@ -31,14 +31,15 @@ def references() -> dict:
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_shard_weights(world, pools, references):
     """Sharded weights give the single-process output at 2, 3 and 4 ranks, and the memory they promise. Guards
-    against: a block computing on its shard instead of the gathered weights (wrong output), a gather that is not
-    exact (sharded output unequal bit for bit to USP alone), parameters left whole on every rank (the fraction
-    stored), the root's weights kept whole after forward, FSDP2 failing under `inference_mode`, a gather over all
-    ranks under CFG parallel (the guidance-off step runs on one CFG group: it would hang until the timeout), the
-    pipeline's text encoder left whole or its tied embeddings untied by `remove_parallelism`, `remove_parallelism`
-    leaving DTensors, FSDP classes or changed values behind, `apply_cuda_graphs` not refusing on every rank, a LoRA
-    lost by sharding, and diffusers' FirstBlockCache, enabled before or after, failing to find FSDP2's block classes
-    or skipping blocks whose gathers then unbalance the ranks."""
+    against: a block computing on its shard instead of the gathered weights (wrong output); a gather that is not
+    exact (sharded output unequal bit for bit to USP alone, in float32 and in bf16 with float32 norms in the same
+    unit); parameters left whole on every rank (the fraction stored), the root's kept whole after a forward; FSDP2
+    failing under `inference_mode`; a gather over all ranks under CFG parallel (the guidance-off step runs on one CFG
+    group: it would hang until the timeout); the pipeline's text encoder left whole, or its tied embeddings untied
+    by `remove_parallelism`; `remove_parallelism` leaving DTensors, FSDP classes or changed values behind;
+    `apply_cuda_graphs` not refusing on every rank; a LoRA lost by sharding; diffusers' FirstBlockCache, enabled
+    before or after, failing to find FSDP2's block classes or skipping blocks whose gathers then unbalance the
+    ranks."""
     results = pools(world).run(wc.all_cases)
     ref = references
     for rank, got in enumerate(results):
@@ -49,6 +50,8 @@ def test_shard_weights(world, pools, references):
         assert np.array_equal(got["flux_resharded"], got["flux_usp"]), where
         # Each unit stores at most 1/P + 5 % of its elements (FSDP2 gives ranks ceil(rows / P) rows of each tensor).
         assert max(got["flux_fractions"]) <= 1 / world + 0.05, (where, got["flux_fractions"])
+        assert got["flux_fractions_after"] == got["flux_fractions"], where
+        assert np.array_equal(*got["wan_bf16"]), where  # bf16 with float32 norms: the gathers are exact too
         assert max(got["t5"]["fractions"]) <= 1 / world + 0.05, (where, got["t5"]["fractions"])
         assert len(got["flux_fractions"]) == 2 + 2 + 1, "one unit per double and single block, one for the rest"
         assert "CUDA graphs" in got["graphs_error"] and "shard_weights" in got["graphs_error"], where

@@ -85,6 +85,7 @@ def all_cases() -> dict:
         out["flux_sharded"] = model(**inputs, return_dict=False)[0].numpy()
     with torch.inference_mode():  # FSDP2 under inference_mode too, and a second call (gathers, frees, gathers again)
         out["flux_sharded_inference_mode"] = model(**inputs, return_dict=False)[0].numpy()
+    out["flux_fractions_after"] = shard_fraction(model)  # nothing left whole after a forward, the root included
     try:
         apply_cuda_graphs(model)
         out["graphs_error"] = ""
@@ -114,6 +115,7 @@ def all_cases() -> dict:
     if world % 2 == 0:
         out["wan_cfg"] = wan_cfg()
     out["t5"] = t5_sharded()
+    out["wan_bf16"] = [wan_bf16(shard) for shard in (False, True)]
     out.update(stacked())
     return out
 
@@ -180,6 +182,15 @@ def wan_cfg() -> list[np.ndarray]:
                 outputs[-1].sum()  # the unguided step's output, read at once as a pipeline does
         model._reset_stateful_cache()
     return [x.as_subclass(torch.Tensor).numpy() for x in outputs]
+
+
+def wan_bf16(shard: bool) -> np.ndarray:
+    """Wan in bf16, its `_keep_in_fp32_modules` (norms, time embedder) float32: one FSDP2 unit of mixed dtypes."""
+    model = tiny.tiny_wan_transformer(dtype=torch.bfloat16)
+    parallelize(model, shard_weights=shard)
+    with torch.no_grad():
+        output = model(**tiny.wan_transformer_inputs(model, seed=1, **WAN), return_dict=False)[0]
+    return output.float().numpy()
 
 
 def t5_sharded() -> dict:
