@@ -19,9 +19,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from diffusers.hooks import HookRegistry, ModelHook
 from torch import nn
 
+from .cfg import keep_outermost
+
 _ATTR = "_usp_weights"  # on every model this module sharded: its `ShardedWeights`
+_HOOK = "usp_weights"
 
 
 @dataclass
@@ -169,8 +173,8 @@ def _forget_fully_shard(unit: nn.Module) -> None:
     """Remove what `fully_shard` installed on `unit`: its forward hooks, its class, its state and registry entries.
 
     torch has no public inverse of `fully_shard`; this is the one place this package touches FSDP2's private state.
-    The attribute names are those of torch 2.5 to 2.13 (`tests/test_weights.py` covers this by sharding, undoing and
-    sharding again)."""
+    The attribute names are those of torch 2.13, the version tested (`tests/test_weights.py` shards, undoes and
+    shards again)."""
     from torch.distributed._composable.contract import REGISTRY_KEY, STATE_KEY
     from torch.distributed._composable_state import _module_state_mapping
 
@@ -184,6 +188,14 @@ def _forget_fully_shard(unit: nn.Module) -> None:
     for module in unit.modules():
         for attr in ("_is_fsdp_managed_module", "_fsdp_use_orig_params"):
             module.__dict__.pop(attr, None)
+
+
+_NOT_TRACED = (
+    "a transformer with sharded weights (shard_weights=True) cannot be traced whole by torch.compile(fullgraph=True): "
+    "FSDP2 gathers each block's weights in module hooks that Dynamo does not trace. Compile its blocks instead, "
+    "before parallelize: `transformer.compile_repeated_blocks(fullgraph=True)`, then "
+    "`diffusers_usp.parallelize(pipe, shard_weights=True)`."
+)
 
 
 def text_encoders(pipe) -> list[nn.Module]:
@@ -214,6 +226,8 @@ def apply_weight_sharding(pipe_or_transformer, models: list[nn.Module]) -> None:
         group = state.group.group if state.group.group is not None else dist.group.WORLD
         if state.group.size > 1:
             shard_weights(model, group)
+            HookRegistry.check_if_exists_or_initialize(model).register_hook(NotTracedHook(), _HOOK)
+            keep_outermost(model)  # with cfg_degree=2
             groups.append(group)
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             warnings.warn(
@@ -228,7 +242,20 @@ def apply_weight_sharding(pipe_or_transformer, models: list[nn.Module]) -> None:
 def remove_weight_sharding(pipe_or_transformer, models: list[nn.Module]) -> None:
     """Undo `apply_weight_sharding` on `models` and a pipeline's text encoders (each, where it sharded them)."""
     for model in [*models, *text_encoders(pipe_or_transformer)]:
+        registry = getattr(model, "_diffusers_hook", None)
+        if registry is not None and registry.get_hook(_HOOK) is not None:
+            registry.remove_hook(_HOOK, recurse=False)
         unshard_weights(model)
+
+
+class NotTracedHook(ModelHook):
+    """Makes a whole-model `torch.compile(fullgraph=True)` of a sharded transformer fail with the fix, rather than
+    with Dynamo's "Attempted to call function marked as skipped" at the first block (FSDP2's hooks are not traced).
+    `recursive=False`: without `fullgraph`, Dynamo skips this frame only, not the model's forward inside it."""
+
+    @torch.compiler.disable(recursive=False, reason=_NOT_TRACED)
+    def new_forward(self, module, *args, **kwargs):
+        return self.fn_ref.original_forward(*args, **kwargs)
 
 
 _NO_GRAPHS = (
