@@ -113,9 +113,7 @@ def markdown_table() -> str:
     for r in rows():
         total = r["transformer"] + r["text"]
         stored = " / ".join(f"{total * BYTES / p / gb:.1f}" for p in RANKS)
-        peak = " / ".join(
-            f"{(r['transformer'] / p + r['in_flight'] * (1 - 1 / p)) * BYTES / gb:.1f}" for p in RANKS[1:]
-        )
+        peak = " / ".join(f"{(total / p + r['in_flight'] * (1 - 1 / p)) * BYTES / gb:.1f}" for p in RANKS[1:])
         act = " / ".join(f"{ACTIVATION_WIDTHS * r['tokens'] / p * r['width'] * BYTES / gb:.2f}" for p in RANKS)
         lines.append(
             f"| {r['model']} ({', '.join(r['texts'])}) | {r['transformer'] / 1e9:.1f}B + {r['text'] / 1e9:.1f}B | "
