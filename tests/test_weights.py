@@ -58,6 +58,7 @@ def test_shard_weights(world, pools, references):
         assert got["removed_class"] == "FluxTransformer2DModel,FluxTransformerBlock", where
         assert got["removed_same"], where
         assert np.array_equal(got["flux_removed"], ref["flux"]), where
+        assert np.array_equal(got["flux_removed_unused"], ref["flux"]), where
         assert np.abs(got["t5"]["sharded"] - ref["t5"]).max() <= TOL, where
         assert got["t5"]["tied_after_remove"], where
         assert np.abs(got["lora"] - ref["lora"]).max() <= TOL, where

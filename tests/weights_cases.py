@@ -104,6 +104,10 @@ def all_cases() -> dict:
     with torch.no_grad():
         out["flux_resharded"] = model(**inputs, return_dict=False)[0].numpy()
     remove_parallelism(model)
+    parallelize(model, shard_weights=True)
+    remove_parallelism(model)  # before any forward: FSDP2's lazy initialisation never ran
+    with torch.no_grad():
+        out["flux_removed_unused"] = model(**inputs, return_dict=False)[0].numpy()
 
     # A ring (ring 2 x Ulysses P/2) shards over all ranks of the sequence.
     if world % 2 == 0:
