@@ -3,7 +3,7 @@
 import torch
 from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Pipeline, Flux2Transformer2DModel
 
-from ._common import build_transformer, cast, embeds, quiet, randn, seeded
+from ._common import TWO_BLOCK_VAE, build_transformer, cast, embeds, quiet, randn, seeded
 
 # Inner dim 4 * 16 = 64; the 4 rope axes (t, h, w, l) must sum to the head dim (16).
 FLUX2_TEXT_DIM = 32  # joint_attention_dim (3 stacked Mistral layers, 15360 wide, in the real model)
@@ -45,14 +45,8 @@ def tiny_flux2_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Fl
     vae = seeded(
         seed + 1,
         lambda: AutoencoderKLFlux2(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
+            **TWO_BLOCK_VAE,
             latent_channels=FLUX2_LATENT_CHANNELS,
-            norm_num_groups=4,
             sample_size=48,
         ),
     )
