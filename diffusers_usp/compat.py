@@ -7,6 +7,7 @@ attribute of diffusers or torch.
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
 import torch
@@ -108,3 +109,47 @@ def native_parallelism(module: torch.nn.Module):
     """The config diffusers' own `enable_parallelism` recorded on `module`, or `None`: its hooks would split the
     sequence a second time on top of ours, so each side refuses the other."""
     return getattr(module, "_parallel_config", None)
+
+
+# FSDP2 (`shard_weights=True`): diffusers' cache hooks find blocks by exact class, and torch cannot undo `fully_shard`.
+
+
+def register_cache_block_class(block: torch.nn.Module) -> None:
+    """Tell diffusers' cache hooks that `fully_shard`'s class for a block (`FSDPFluxTransformerBlock`) is the block
+    class it derives from: `enable_cache` (FirstBlockCache, ...) after sharding looks blocks up by exact class in
+    `TransformerBlockRegistry` (private to diffusers 0.42)."""
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    fsdp_cls, cls = type(block), fsdp_original_class(block)
+    try:
+        metadata = TransformerBlockRegistry.get(cls)
+    except ValueError:  # a class the cache hooks do not know (a text encoder's layer): nothing to tell them
+        return
+    TransformerBlockRegistry.register(fsdp_cls, copy.copy(metadata))  # a copy: `register` sets its `_cls`
+
+
+def fsdp_original_class(unit: torch.nn.Module) -> type:
+    """The class `fully_shard` derived `type(unit)` from: `FSDP<Orig>` has MRO `[FSDP<Orig>, FSDPModule, Orig, ...]`."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return type(unit).__mro__[getattr(FSDPModule, "_orig_cls_mro_index", 2)]
+
+
+def forget_fully_shard(unit: torch.nn.Module) -> None:
+    """Remove what `fully_shard` installed on `unit`: its forward hooks, its class, its state and registry entries.
+
+    torch has no public inverse of `fully_shard`. The attribute names are those of torch 2.13, the version tested
+    (`tests/test_weights.py` shards, undoes and shards again; `tests/test_compat.py` checks the names)."""
+    from torch.distributed._composable.contract import REGISTRY_KEY, STATE_KEY
+    from torch.distributed._composable_state import _module_state_mapping
+
+    state = unit._get_fsdp_state()
+    for handle in {state._pre_forward_hook_handle, state._post_forward_hook_handle}:
+        handle.remove()
+    unit.__class__ = fsdp_original_class(unit)
+    unit.__dict__.pop(STATE_KEY, None)
+    unit.__dict__.pop(REGISTRY_KEY, None)
+    _module_state_mapping.pop(unit, None)
+    for module in unit.modules():
+        for attr in ("_is_fsdp_managed_module", "_fsdp_use_orig_params"):
+            module.__dict__.pop(attr, None)

@@ -15,6 +15,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 from .cfg import keep_outermost
 from .compat import hook_registry
 from .components import models_of
+from .weights import NO_GRAPHS, is_sharded
 
 _HOOK = "usp_cuda_graph"
 
@@ -135,6 +136,8 @@ def apply_cuda_graphs(pipe_or_transformer, warmup: int = 2):
     """
     # The transformers only: a ControlNet runs eagerly (its residual lists would need their own static outputs).
     for transformer in (model for model, required in models_of(pipe_or_transformer) if required):
+        if is_sharded(transformer):  # checked first, the same on every rank: each raises
+            raise ValueError(NO_GRAPHS.format(name=type(transformer).__name__))
         if next(transformer.parameters()).device.type != "cuda":
             raise ValueError(f"CUDA graphs need the model on a CUDA device; {type(transformer).__name__} is not.")
         registry = HookRegistry.check_if_exists_or_initialize(transformer)

@@ -21,6 +21,7 @@ from .processor import USPProcessor
 from .role import AttentionRole
 from .sequence import SequenceState
 from .sharding import apply_sequence_sharding, remove_sequence_sharding
+from .weights import apply_weight_sharding, remove_weight_sharding
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ def parallelize(
     group: dist.ProcessGroup | None = None,
     timeout: timedelta | None = DEFAULT_TIMEOUT,
     check_inputs: bool = True,
+    shard_weights: bool = False,
 ) -> T:
     """Run a diffusers transformer with Ulysses sequence parallelism across the ranks of `group`.
 
@@ -75,6 +77,11 @@ def parallelize(
         check_inputs (`bool`, defaults to `True`):
             On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ (with
             `cfg_degree=2`, within each group and across the two).
+        shard_weights (`bool`, defaults to `False`):
+            Also shard the weights of the transformers (and of a pipeline's text encoders) over the ranks that share
+            one sequence, with FSDP2: each rank stores 1/P of them, and each block's weights are gathered just before
+            it runs (prefetched one block ahead) and freed after. For models that do not fit one device; inference
+            only. docs/launching.md ("When to shard the weights") has the memory per model and the limits.
 
     Returns:
         Its argument, parallelized in place. `remove_parallelism` undoes it.
@@ -137,6 +144,8 @@ def parallelize(
         if cfg is not None:  # outermost: it decides which CFG group runs a call before any hook above splits it
             apply_cfg_parallel(transformer, cfg, plan, check_inputs, warn=required)
         transformer._usp_sequence = state
+    if shard_weights:  # after the hooks above: FSDP2's gather runs around them, in the module's __call__
+        apply_weight_sharding(pipe_or_transformer, [m for m, _ in models_of(pipe_or_transformer)])
     return pipe_or_transformer
 
 
@@ -154,6 +163,7 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
     Returns:
         Its argument.
     """
+    remove_weight_sharding(pipe_or_transformer, [m for m, _ in models_of(pipe_or_transformer)])
     for model, _ in models_of(pipe_or_transformer):
         registry = hook_registry(model)
         hook = registry.get_hook(_HOOK) if registry is not None else None

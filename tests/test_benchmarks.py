@@ -79,3 +79,15 @@ def test_merge_replaces_same_key_and_keeps_others():
     merged = report.merge(old, new)
     assert {(r["model"], r["step_ms_median"]) for r in merged["records"]} == {("x", 3.0), ("y", 2.0), ("z", 4.0)}
     assert merged["errors"] == [] and merged["machine"] == "b"
+
+
+def test_weights_benchmark_tiny_at_2_processes(pools, tmp_path):
+    """`benchmarks/weights.py --tiny` (the GPU run's path: meta device, sharded there, materialized after) at 2
+    processes. Catches a path that materializes whole weights on every rank (stored bytes not halved) or that
+    breaks between sharding on the meta device and the first forward."""
+    out = tmp_path / "weights.json"
+    pools(2).run(bench.weights, ["--model", "flux2-dev", "--tiny", "--steps", "2", "--out", str(out)])
+    whole, sharded = json.loads(out.read_text())
+    assert (whole["shard_weights"], sharded["shard_weights"]) == (False, True)
+    assert sharded["stored_gib"] <= whole["stored_gib"] * (1 / 2 + 0.05)
+    assert all(t > 0 for r in (whole, sharded) for t in r["times_ms"])

@@ -152,3 +152,24 @@ def test_set_attention_backend_reaches_the_wrapped_processor():
     model.blocks[0].attn1.set_processor(USPProcessor(inner))
     model.set_attention_backend("native")
     assert inner._attention_backend is not None and model.blocks[0].attn1.processor._attention_backend is not None
+
+
+def test_fsdp2_private_names_exist():
+    """`forget_fully_shard` (undoing `fully_shard`) reads FSDP2's composable-state keys and its state's hook handles;
+    `fsdp_original_class` reads `FSDP<Orig>`'s MRO. Their shard, undo and re-shard runs are in test_weights.py."""
+    from torch.distributed._composable.contract import REGISTRY_KEY, STATE_KEY  # noqa: F401
+    from torch.distributed._composable_state import _module_state_mapping  # noqa: F401
+    from torch.distributed.fsdp import FSDPModule
+
+    assert hasattr(FSDPModule, "_get_fsdp_state")
+
+
+def test_cache_block_registry():
+    """`TransformerBlockRegistry` (diffusers' cache hooks find blocks by exact class): `register_cache_block_class`
+    registers FSDP2's renamed block classes under the original's metadata."""
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+    from diffusers.models.transformers.transformer_flux import FluxTransformerBlock
+
+    metadata = TransformerBlockRegistry.get(FluxTransformerBlock)
+    assert hasattr(metadata, "return_hidden_states_index")
+    assert callable(TransformerBlockRegistry.register)

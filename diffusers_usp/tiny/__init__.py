@@ -25,6 +25,14 @@ from .flux import (
     tiny_flux_prompt_embeds,
     tiny_flux_transformer,
 )
+from .flux2 import (
+    FLUX2_LATENT_CHANNELS,
+    FLUX2_TEXT_DIM,
+    flux2_transformer_inputs,
+    tiny_flux2_pipeline,
+    tiny_flux2_prompt_embeds,
+    tiny_flux2_transformer,
+)
 from .hunyuan_video import (
     HUNYUAN_VIDEO_LATENT_CHANNELS,
     HUNYUAN_VIDEO_POOLED_DIM,
@@ -70,6 +78,10 @@ __all__ = [  # grouped by family
     "flux_transformer_inputs",
     "tiny_flux_controlnet",
     "tiny_flux_controlnet_pipeline",
+    "tiny_flux2_transformer",
+    "tiny_flux2_pipeline",
+    "tiny_flux2_prompt_embeds",
+    "flux2_transformer_inputs",
     "tiny_wan_transformer",
     "tiny_wan_pipeline",
     "tiny_wan_prompt_embeds",
@@ -96,6 +108,8 @@ __all__ = [  # grouped by family
     "FLUX_TEXT_DIM",
     "FLUX_POOLED_DIM",
     "FLUX_LATENT_CHANNELS",
+    "FLUX2_TEXT_DIM",
+    "FLUX2_LATENT_CHANNELS",
     "WAN_TEXT_DIM",
     "WAN_Z_DIM",
     "SD3_TEXT_DIM",

@@ -9,6 +9,17 @@ from diffusers import DiffusionPipeline
 T = TypeVar("T")
 P = TypeVar("P", bound=DiffusionPipeline)
 
+# The tiny image pipelines' VAE: 2 blocks, so `vae_scale_factor == 2` (and sizes divide by 4 after 2x2 packing).
+TWO_BLOCK_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    block_out_channels=(8, 16),
+    layers_per_block=1,
+    norm_num_groups=4,
+)
+
 
 def seeded(seed: int, build: Callable[[], T]) -> T:
     """Runs ``build`` with the CPU RNG seeded, restoring the global RNG state afterwards."""

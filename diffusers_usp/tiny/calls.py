@@ -4,19 +4,21 @@ import torch
 
 from .cogvideox import tiny_cogvideox_prompt_embeds
 from .flux import tiny_flux_prompt_embeds
+from .flux2 import tiny_flux2_prompt_embeds
 from .hunyuan_video import tiny_hunyuan_video_prompt_embeds
 from .ltx import tiny_ltx_prompt_embeds
 from .qwenimage import tiny_qwenimage_prompt_embeds
 from .sd3 import tiny_sd3_prompt_embeds
 from .wan import tiny_wan_prompt_embeds
 
-# Sizes whose sharded token counts divide by 2, 3, 4, 6 and 8 ranks: flux and sd3 48x48 and qwenimage 96x96 have
+# Sizes whose sharded token counts divide by 2, 3, 4, 6 and 8 ranks: flux, flux2 and sd3 48x48 and qwenimage 96x96 have
 # 12x12 = 144 image tokens, wan 96x96x5 has 2x6x6 = 72 patches, cogvideox 32x64x9 has 3x2x4 = 24, ltx 32x32x9 has
 # 3x8x8 = 192 and hunyuan_video 64x64x9 has 3x4x4 = 48 (text tokens need not divide: they can stay replicated).
 # Guidance is each pipeline's usual value; Qwen-Image's CFG is `true_cfg_scale`, on because its embeddings include
 # negative ones.
 _CALLS = {
     "flux": (tiny_flux_prompt_embeds, dict(height=48, width=48, guidance_scale=3.5)),
+    "flux2": (tiny_flux2_prompt_embeds, dict(height=48, width=48, guidance_scale=4.0)),
     "wan": (tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5, guidance_scale=5.0)),
     "sd3": (tiny_sd3_prompt_embeds, dict(height=48, width=48, guidance_scale=3.5)),
     "cogvideox": (tiny_cogvideox_prompt_embeds, dict(height=32, width=64, num_frames=9, guidance_scale=6.0)),
@@ -30,7 +32,7 @@ def tiny_call_kwargs(family: str, device: torch.device | str = "cpu", dtype: tor
     """Keyword arguments for a call of the family's tiny pipeline, apart from steps, generator and output type.
 
     Args:
-        family (`str`): One of `"flux"`, `"wan"`, `"sd3"`, `"cogvideox"`, `"qwenimage"`, `"ltx"`,
+        family (`str`): One of `"flux"`, `"flux2"`, `"wan"`, `"sd3"`, `"cogvideox"`, `"qwenimage"`, `"ltx"`,
             `"hunyuan_video"`.
         device (`torch.device` or `str`): Device of the pipeline; the embeddings are moved there.
         dtype (`torch.dtype`): Dtype of the pipeline; the embeddings take it.

@@ -10,7 +10,7 @@ from diffusers import (
     FluxTransformer2DModel,
 )
 
-from ._common import build_transformer, cast, quiet, randn, seeded, unzero
+from ._common import TWO_BLOCK_VAE, build_transformer, cast, quiet, randn, seeded, unzero
 
 # Inner dim 4 * 16 = 64; rope axes (4, 6, 6) must sum to the head dim (16).
 FLUX_TEXT_DIM = 32  # joint_attention_dim (T5 width in the real model)
@@ -89,14 +89,8 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
     vae = seeded(
         seed + 1,
         lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
+            **TWO_BLOCK_VAE,
             latent_channels=FLUX_LATENT_CHANNELS,
-            norm_num_groups=4,
             sample_size=64,
             shift_factor=0.0609,
             scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live

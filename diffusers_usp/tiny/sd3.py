@@ -10,7 +10,7 @@ from diffusers import (
     StableDiffusion3Pipeline,
 )
 
-from ._common import build_transformer, cast, embeds, quiet, seeded, unzero
+from ._common import TWO_BLOCK_VAE, build_transformer, cast, embeds, quiet, seeded, unzero
 
 # Inner dim 4 * 8 = 32 = caption_projection_dim, as in the real model (24 * 64 = 1536).
 SD3_TEXT_DIM = 16  # joint_attention_dim (CLIP-L/G + T5 width, 4096, in the real model)
@@ -92,14 +92,8 @@ def tiny_sd3_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Stab
     vae = seeded(
         seed + 1,
         lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
+            **TWO_BLOCK_VAE,
             latent_channels=SD3_LATENT_CHANNELS,
-            norm_num_groups=4,
             sample_size=64,
             shift_factor=0.0609,
             scaling_factor=1.5305,  # SD3 VAE values; keeps the latent (un)scaling path live

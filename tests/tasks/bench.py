@@ -23,6 +23,12 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def weights(argv: list[str]) -> None:
+    """`python benchmarks/weights.py <argv>` on this rank."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        load("weights").main(argv)
+
+
 def run(argv: list[str]) -> str:
     """`python benchmarks/run.py <argv>` on this rank; returns what it printed (rank 0 logs, the others print only
     failures)."""

@@ -86,10 +86,12 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-# (example, its options): every example's default, and the Wan example's CFG-parallel and ring flags
+# (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
+# example's weight sharding
 EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
+    ("flux2", ("--shard-weights",)),
 ]
 
 
