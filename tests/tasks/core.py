@@ -234,10 +234,13 @@ def one_rank_fails(timeout_s: float) -> tuple[str, float]:
 def compiled_vs_eager(model: str, shape: dict, backend: str, ring_degree: int = 1) -> tuple[float, list[str]]:
     """Max difference between `torch.compile(fullgraph=True)` of a parallelized transformer and its eager output,
     and the warnings the compilation gave about this package's code."""
-    transformer, inputs = build(model, shape)
-    parallelize(transformer, ring_degree=ring_degree)
     import torch._dynamo.utils
 
+    # Each case compiles afresh: the diffusers hook code that every model's forward runs through is one code object,
+    # and the compiles of earlier cases in this long-lived rank would count against its recompile limit.
+    torch._dynamo.reset()
+    transformer, inputs = build(model, shape)
+    parallelize(transformer, ring_degree=ring_degree)
     torch._dynamo.utils.warn_once_cache.clear()  # Dynamo warns once per process; an earlier case may have used it up
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
