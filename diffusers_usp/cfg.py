@@ -158,6 +158,7 @@ class CFGHook(ModelHook):
         self.pending: _Pair | None = None
         self.solo = False  # a cond output was needed before its uncond call in this pipeline call
         self.warned: set[str] = set()
+        self.kind: str | None = None  # the current call's `_Step.kind`
 
     def initialize_hook(self, module):
         self.params = list(inspect.signature(type(module).forward).parameters)[1:]
@@ -176,6 +177,7 @@ class CFGHook(ModelHook):
     @torch.compiler.disable(recursive=False, reason=_NOT_TRACED)
     def new_forward(self, module, *args, **kwargs):
         step = self._begin(module, args, kwargs)
+        self.kind = step.kind  # read by caches.CacheSyncHook: which ranks compute this call
         output = self.fn_ref.original_forward(*step.args, **step.kwargs) if step.compute else None
         return self._end(step, output)
 

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .caches import apply_cache_sync, remove_cache_sync
 from .cfg import _HOOK as _CFG_HOOK
 from .cfg import apply_cfg_parallel, remove_cfg_parallel
 from .plans import PLANS, SequencePlan, plan_for
@@ -150,6 +151,7 @@ def parallelize(
         HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
             ParallelismHook(plan, state, processors), _HOOK
         )
+        apply_cache_sync(transformer, sequence, dims.ranks, dims.timeout)  # runs before the hooks above: refuses first
         if cfg is not None:  # outermost: it decides which CFG group runs a call before any hook above splits it
             apply_cfg_parallel(transformer, cfg, plan, check_inputs, warn=required)
         transformer._usp_sequence = state
@@ -179,6 +181,7 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
             continue
         remove_cuda_graphs(model)
         remove_cfg_parallel(model)
+        remove_cache_sync(model)
         registry.remove_hook(_HOOK, recurse=False)
         for module, original, usp in hook.processors:
             if module.processor is usp:  # a processor set since then by the user stays

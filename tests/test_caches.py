@@ -1,0 +1,92 @@
+"""Step caches under `parallelize` (issue #19): every rank takes the decision one process takes, so the outputs equal
+one process's with the same cache config (float32, max abs err <= 1e-5), and no rank waits in a collective the others
+skipped."""
+
+import functools
+
+import caches_cases as cc
+import numpy as np
+import pytest
+import torch
+
+from diffusers_usp.caches import PATCHES
+from diffusers_usp.comm import chunk_sizes
+from diffusers_usp.tiny import tiny_flux_transformer
+
+
+@functools.cache
+def _reference(cache: str | None, contexts=("step",)) -> tuple:
+    outputs, ratios = cc.calls(cache, contexts=contexts)
+    return [np.asarray(o) for o in outputs], ratios
+
+
+def _check(runs: list, cache: str, contexts=("step",)) -> None:
+    want, want_ratios = _reference(cache, contexts)
+    uncached = _reference(None, contexts)[0][-len(contexts)]  # the last step's first context, after disable_cache
+    for rank, (outputs, ratios) in enumerate(runs):
+        errors = [float(np.abs(g - w).max()) for g, w in zip(outputs, [*want, uncached])]
+        assert len(outputs) == len(want) + 1 and max(errors) <= 1e-5, f"rank {rank}: max abs errors {errors}"
+        np.testing.assert_allclose(ratios, want_ratios, rtol=1e-5, err_msg=f"rank {rank}")
+
+
+def test_inputs_are_adversarial():
+    """Guards the test below against inputs on which the ranks agree anyway (then it could not fail): one process
+    skips the second call and computes the third, while at every world size the first rank's local statistic is below
+    the threshold and the last rank's above it."""
+    model, residuals = tiny_flux_transformer(), []
+    model.transformer_blocks[0].register_forward_hook(
+        lambda m, a, k, out: residuals.append(out[1] - k["hidden_states"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        for x in cc.inputs(model):
+            model(**x, return_dict=False)
+    first = residuals[0]
+
+    def change(now, tokens=slice(None)):
+        return ((now[:, tokens] - first[:, tokens]).abs().mean() / first[:, tokens].abs().mean()).item()
+
+    assert change(residuals[1]) < cc.THRESHOLD < change(residuals[2])
+    for now in residuals[1:]:
+        for world in (2, 3, 4):
+            last = chunk_sizes(36, world)[-1]
+            assert change(now, slice(0, last)) < cc.THRESHOLD < change(now, slice(36 - last, 36)), world
+    want, _ = _reference("fbc")
+    uncached, _ = _reference(None)
+    assert np.abs(want[1] - uncached[1]).max() > 1e-3 and np.abs(want[2] - uncached[2]).max() == 0  # skip, compute
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_first_block_cache_decides_alike_on_every_rank(pools, world):
+    """Catches FBCHeadBlockHook deciding from this rank's tokens only: one rank skips the remaining blocks and their
+    all-to-alls while another runs them, and every rank hangs in a collective until the group times out (20 s here).
+    Also `disable_cache` after: the model is then exact uncached."""
+    _check(pools(world).run(cc.calls, "fbc", {}), "fbc")
+
+
+@pytest.mark.parametrize("world, parallel", [(2, {"ring_degree": 2}), (4, {"ring_degree": 2}), (3, {})])
+def test_first_block_cache_with_a_ring_or_enabled_after(pools, world, parallel):
+    """The same with ring attention (the statistic summed over ring x Ulysses ranks), and with `enable_cache` called
+    after `parallelize` (the sync is installed at the next forward)."""
+    _check(pools(world).run(cc.calls, "fbc", parallel, "after"), "fbc")
+
+
+@pytest.mark.parametrize("contexts", [("cond_uncond",), ("cond", "uncond")], ids=["batched", "sequential"])
+def test_first_block_cache_with_cfg_parallel(pools, contexts):
+    """CFG parallel: a batch split between the two CFG groups decides from both halves (one process's mean is over the
+    whole batch); sequential cond/uncond calls decide from the ranks of the group that computes them."""
+    _check(pools(4).run(cc.calls, "fbc", {"cfg_degree": 2}, "before", contexts), "fbc", contexts)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_mag_cache_calibration_and_taylorseer(pools, world):
+    """MagCache's calibration ratios are means over all tokens (each rank logged its own shard's), and TaylorSeer's
+    schedule needs nothing: the same outputs and ratios as one process."""
+    runs = pools(world).run(cc.calls, "mag-calibrate", {})
+    _check(runs, "mag-calibrate")
+    _check(pools(world).run(cc.calls, "taylorseer", {}), "taylorseer")
+
+
+def test_private_names_exist():
+    """A diffusers upgrade that renames a method `diffusers_usp.caches` replaces fails here, by name."""
+    for cls, (name, _, _) in PATCHES.items():
+        assert callable(getattr(cls, name, None)), f"{cls.__name__}.{name}"
