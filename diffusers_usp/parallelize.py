@@ -90,8 +90,9 @@ def parallelize(
             raise after waiting this long instead of hanging. `None` uses the default group's timeout. (With
             `cfg_degree=2` and a `group`, the groups created inside it take its timeout.)
         check_inputs (`bool`, defaults to `True`):
-            On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ (with
-            `cfg_degree=2`, within each group and across the two).
+            Compare the inputs across ranks on every forward and raise on every rank, naming them, if they differ: the
+            first forward with one all-reduce, later ones through checksums carried by the output all-gather, at most
+            one forward late (with `cfg_degree=2`, also across the two groups on the first call).
 
     Returns:
         Its argument, parallelized in place. `remove_parallelism` undoes it.

@@ -11,11 +11,11 @@ import inspect
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from .comm import all_gather_dim, chunk_sizes
+from .inputs import InputCheck, check_same_inputs, checksums
 from .plans import (
     Replicated,
     SequencePlan,
@@ -39,7 +39,7 @@ class SequenceState:
     Args:
         group (`UlyssesGroup`): the ranks sharing the sequence, which hold its chunks in rank order.
         replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
-        check_inputs (`bool`): compare the inputs across ranks on the first forward.
+        check_inputs (`bool`): compare the inputs across ranks on every forward (`inputs.InputCheck`).
         ring (`UlyssesGroup`, *optional*): with ring attention, this rank's ring group (the ranks holding the same
             heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
             no ring, and `group` is the Ulysses group.
@@ -55,7 +55,7 @@ class SequenceState:
     check_inputs: bool = True
     ring: UlyssesGroup | None = None
     ulysses: UlyssesGroup | None = None
-    checked: bool = field(default=False, repr=False)
+    inputs: InputCheck | None = field(default=None, repr=False)
     replicated: int = 0
     text: int = 0
     lengths: set[int] = field(default_factory=set)
@@ -68,6 +68,8 @@ class SequenceState:
                 f"A ring of {self.ring.size} Ulysses groups of {self.ulysses.size} ranks does not make the "
                 f"{self.group.size} ranks of the sequence group."
             )
+        if self.check_inputs and self.group.size > 1:
+            self.inputs = InputCheck(self.group)
 
     def reset(self) -> None:
         self.replicated = self.text = 0
@@ -145,22 +147,14 @@ def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) 
     sizes = chunk_sizes(tokens, group.size) if tokens is not None else None
     if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
         raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
+    if state.inputs is not None:  # carries this forward's input checksums (inputs.py)
+        return state.inputs.gather(x, spec.gather_dim, sizes)
     return all_gather_dim(x, spec.gather_dim, group, sizes)
 
 
 def _check_same_inputs(tensors: list[torch.Tensor], group: UlyssesGroup) -> None:
-    """One all-reduce of a checksum: ranks fed different latents, prompts or timesteps would all attend to a sequence
-    assembled from mismatched pieces and return a wrong image without a word."""
-    sums = torch.stack([t.detach().double().sum() for t in tensors]) if tensors else torch.zeros(1, dtype=torch.float64)
-    both = torch.cat([sums, -sums])
-    dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group.group)
-    hi, neg_lo = both.chunk(2)
-    if not torch.equal(hi, -neg_lo):
-        raise RuntimeError(
-            "diffusers_usp: the ranks were given different transformer inputs. Every rank must see the same latents, "
-            "prompt embeddings and timesteps: seed generators identically (e.g. torch.Generator().manual_seed(0)) and "
-            "pass the same prompt on every rank. (Turn this check off with parallelize(..., check_inputs=False).)"
-        )
+    """One blocking all-reduce of a checksum per tensor (CFG parallel's first-call check across its two groups)."""
+    check_same_inputs(checksums(tensors), group)
 
 
 class SplitHook(ModelHook):
@@ -187,12 +181,8 @@ class SplitHook(ModelHook):
                     "other: load the model afresh, or call diffusers_usp.remove_parallelism first."
                 )
             state.reset()
-            # Not while compiling: comparing the reduced checksums is a data-dependent branch (a graph break). An
-            # eager first call checks; a model compiled before any eager call is not checked.
-            if state.check_inputs and not state.checked and state.group.size > 1 and not torch.compiler.is_compiling():
-                tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
-                _check_same_inputs(tensors, state.group)
-                state.checked = True
+            if state.inputs is not None:  # compares the last forward's inputs, checksums this one's (inputs.py)
+                state.inputs.begin(self.params, args, kwargs)
         args = list(args)
         for name, spec in self.specs.items():
             if isinstance(name, int):
