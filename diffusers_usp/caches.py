@@ -103,26 +103,17 @@ class CacheSyncHook(ModelHook):
         timeout (`datetime.timedelta`, *optional*): the timeout of that group of all ranks, made on first use.
     """
 
-    _is_stateful = True  # reset at the end of every pipeline call, with the caches
-
     def __init__(self, sequence: UlyssesGroup, ranks: tuple[int, ...], timeout: timedelta | None) -> None:
         super().__init__()
         self.sequence = sequence
         self.ranks = ranks
         self.timeout = timeout
         self.patched: list[tuple[ModelHook, str]] = []
-        self.paired = False  # a sequential CFG pair ran since the last reset: each group missed the other's call
-
-    def reset_state(self, module):
-        self.paired = False
-        return module
 
     def pre_forward(self, module, *args, **kwargs):
         cfg = module._diffusers_hook.get_hook(_CFG_HOOK)
         kind = getattr(cfg, "kind", None)  # how the CFG hook runs this call (cfg.CFGHook), None without CFG parallel
         hooks = _cache_hooks(module)
-        if kind in ("first", "second"):
-            self.paired = True
         if cfg is not None and hooks:
             self._refuse_under_cfg(module, cfg, kind, hooks)
         for hook in hooks:
@@ -148,13 +139,14 @@ class CacheSyncHook(ModelHook):
                 "calls or half. Use First Block Cache, MagCache or TaylorSeer, or parallelize without cfg_degree."
             )
         context = cfg.context.name
-        if kind == "whole" and context in ("cond", "uncond") and self.paired:
+        if kind == "whole" and context in cfg.one_group:  # both groups compute a branch only one group followed
             stateful = sorted({type(h).__name__ for h in hooks if isinstance(h, _PER_CONTEXT)})
             if stateful:
                 raise RuntimeError(
-                    f"{name}: a cache_context({context!r}) call ran on both CFG groups after paired calls in this "
-                    f"pipeline call, but {', '.join(stateful)} keeps each branch's state on its own group only, so the "
-                    "other group's is stale. Pair every cond call with an uncond call while a cache is enabled, or "
+                    f"{name}: a cache_context({context!r}) call ran on both CFG groups after calls of that context "
+                    f"that one group computed alone in this pipeline call, and {', '.join(stateful)} keeps each "
+                    "branch's state on the group that computes it, so the other group's is stale. Pair every cond "
+                    "call with an uncond call (and use the cond output only after it) while a cache is enabled, or "
                     "parallelize without cfg_degree."
                 )
 

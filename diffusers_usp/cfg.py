@@ -159,6 +159,7 @@ class CFGHook(ModelHook):
         self.solo = False  # a cond output was needed before its uncond call in this pipeline call
         self.warned: set[str] = set()
         self.kind: str | None = None  # the current call's `_Step.kind`
+        self.one_group: set[str] = set()  # cache contexts computed by one group only since the last reset
 
     def initialize_hook(self, module):
         self.params = list(inspect.signature(type(module).forward).parameters)[1:]
@@ -168,6 +169,7 @@ class CFGHook(ModelHook):
         # diffusers calls this at the end of every pipeline call (`maybe_free_model_hooks`), on every rank.
         self.settle(None)
         self.solo = False
+        self.one_group.clear()
         return module
 
     # Never traced, so that Dynamo does not trace the run-time pairing below. `recursive=False` lets the forward it
@@ -178,6 +180,8 @@ class CFGHook(ModelHook):
     def new_forward(self, module, *args, **kwargs):
         step = self._begin(module, args, kwargs)
         self.kind = step.kind  # read by caches.CacheSyncHook: which ranks compute this call
+        if step.kind in ("first", "second"):
+            self.one_group.add(self.context.name)
         output = self.fn_ref.original_forward(*step.args, **step.kwargs) if step.compute else None
         return self._end(step, output)
 

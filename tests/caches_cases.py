@@ -8,7 +8,13 @@ from datetime import timedelta
 
 import numpy as np
 import torch
-from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
+from diffusers.hooks import (
+    FasterCacheConfig,
+    FirstBlockCacheConfig,
+    MagCacheConfig,
+    PyramidAttentionBroadcastConfig,
+    TaylorSeerCacheConfig,
+)
 
 from diffusers_usp import parallelize, remove_parallelism
 from diffusers_usp.tiny import flux_transformer_inputs, tiny_flux_transformer
@@ -20,6 +26,7 @@ THRESHOLD = 0.3
 # block's residual of 0.25 for the second call (skip: below THRESHOLD) and 0.37 for the third (compute), while the
 # first ranks measure 0.11 to 0.17 and the last 0.39 to 1.06 (test_caches checks that they straddle THRESHOLD).
 SCALES = (0.0, 1.0, 8.0)
+NOW = [1000]  # the timestep the schedule-based caches read: 1000 (outside their skip range) at the first call, then 500
 
 
 def config(name: str):
@@ -29,6 +36,19 @@ def config(name: str):
         return MagCacheConfig(calibrate=True, num_inference_steps=len(SCALES) + 1)  # + 1: it clears them at the end
     if name == "taylorseer":
         return TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1)
+    if name == "pab":  # skips every other call of each attention after the first step
+        return PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2,
+            spatial_attention_timestep_skip_range=(-1, 900),
+            current_timestep_callback=lambda: NOW[0],
+        )
+    if name == "fastercache":
+        return FasterCacheConfig(
+            spatial_attention_block_skip_range=2,
+            spatial_attention_timestep_skip_range=(-1, 900),
+            current_timestep_callback=lambda: NOW[0],
+            is_guidance_distilled=True,  # Flux: no unconditional batch
+        )
     raise ValueError(name)
 
 
@@ -61,6 +81,7 @@ def calls(cache: str | None, parallel: dict | None = None, when: str = "before",
     outputs, ratios = [], []
     with torch.no_grad():
         for i in range(len(SCALES)):
+            NOW[0] = 1000 if i == 0 else 500
             for name in contexts:
                 with model.cache_context(name):
                     outputs.append(model(**per_context[name][i], return_dict=False)[0])
@@ -75,3 +96,42 @@ def calls(cache: str | None, parallel: dict | None = None, when: str = "before",
             outputs.append(np.asarray(model(**per_context[contexts[0]][-1], return_dict=False)[0]))
         remove_parallelism(model)
     return [outputs, ratios]
+
+
+def refused_under_cfg(cache: str, contexts: tuple[str, ...]) -> str:
+    """`cache` under cfg_degree=2, called in `contexts` in turn: the error message, or "no error"."""
+    model = tiny_flux_transformer()
+    model.enable_cache(config(cache))
+    parallelize(model, cfg_degree=2, timeout=timedelta(seconds=20))
+    x = inputs(model)[0]
+    try:
+        with torch.no_grad():
+            for name in contexts:
+                with model.cache_context(name):
+                    torch.as_tensor(model(**x, return_dict=False)[0]).clone()
+    except RuntimeError as err:
+        return str(err)
+    return "no error"
+
+
+def debug_cfg():
+    model = tiny_flux_transformer()
+    model.enable_cache(config("fbc"))
+    parallelize(model, cfg_degree=2, timeout=timedelta(seconds=20))
+    x = inputs(model)[0]
+    log = []
+    hook = model._diffusers_hook.hooks["usp_caches"]
+    with torch.no_grad():
+        for name in ("cond", "uncond", "cond", "uncond", "cond", "cond"):
+            with model.cache_context(name):
+                out = model(**x, return_dict=False)[0]
+                log.append(
+                    (
+                        name,
+                        model._diffusers_hook.hooks["usp_cfg"].kind,
+                        hook.paired,
+                        len(__import__("diffusers_usp.caches").caches._cache_hooks(model)),
+                    )
+                )
+            torch.as_tensor(out).clone()
+    return log

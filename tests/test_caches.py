@@ -86,6 +86,32 @@ def test_mag_cache_calibration_and_taylorseer(pools, world):
     _check(pools(world).run(cc.calls, "taylorseer", {}), "taylorseer")
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_schedule_caches_need_nothing(pools, world):
+    """Pyramid Attention Broadcast and FasterCache (guidance-distilled) skip attentions by a schedule every rank
+    follows alike: exact, and with no collective added."""
+    for cache in ("pab", "fastercache"):
+        _check(pools(world).run(cc.calls, cache, {}), cache)
+
+
+@pytest.mark.parametrize(
+    "cache, contexts, error",
+    [
+        ("pab", ("cond",), "PyramidAttentionBroadcastHook under CFG parallel"),
+        ("fastercache", ("cond_uncond",), "FasterCacheBlockHook, FasterCacheDenoiserHook under CFG parallel"),
+        # group 0 alone computes the third call (group 1's cond state stops there); its output is used before an
+        # uncond call, so the fifth runs on both groups
+        ("fbc", ("cond", "uncond", "cond", "uncond", "cond"), "keeps each branch's state on the group that computes"),
+    ],
+)
+def test_caches_cfg_parallel_cannot_keep_exact_are_refused_on_every_rank(pools, cache, contexts, error):
+    """Catches a cache under CFG parallel that silently differs from one process: PAB counts every call of its
+    attention whatever the branch, FasterCache splits the CFG batch itself, and a per-branch state left stale on
+    the group that did not compute the branch."""
+    for message in pools(2).run(cc.refused_under_cfg, cache, contexts):
+        assert error in message, message
+
+
 def test_private_names_exist():
     """A diffusers upgrade that renames a method `diffusers_usp.caches` replaces fails here, by name."""
     for cls, (name, _, _) in PATCHES.items():
