@@ -135,3 +135,18 @@ def debug_cfg():
                 )
             torch.as_tensor(out).clone()
     return log
+
+
+def sea_cache_wan(threshold: float | None, parallel: bool = True) -> np.ndarray:
+    """A tiny Wan pipeline (guided: cond and uncond contexts) with SeaCache at `threshold` (None: no cache)."""
+    from diffusers import SeaCacheConfig
+
+    from diffusers_usp import tiny
+
+    pipe = tiny.tiny_wan_pipeline()
+    if threshold is not None:
+        pipe.transformer.enable_cache(SeaCacheConfig(threshold=threshold))
+    if parallel:
+        parallelize(pipe, timeout=timedelta(seconds=20))
+    call = dict(tiny.tiny_call_kwargs("wan"), height=32, width=32)
+    return pipe(**call, num_inference_steps=5, generator=torch.Generator().manual_seed(0), output_type="np")[0]

@@ -112,6 +112,17 @@ def test_caches_cfg_parallel_cannot_keep_exact_are_refused_on_every_rank(pools, 
         assert error in message, message
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_sea_cache_on_wan_needs_nothing(pools, world):
+    """SeaCache's Wan indicator is the full latent every rank is given (filtered before the split), so every rank
+    takes one process's decision with no collective: a guided tiny Wan pipeline equals one process's, which does
+    skip steps at this threshold."""
+    want, uncached = cc.sea_cache_wan(1.0, parallel=False), cc.sea_cache_wan(None, parallel=False)
+    assert np.abs(want - uncached).max() > 1e-2  # the cache skipped something
+    for image in pools(world).run(cc.sea_cache_wan, 1.0):
+        assert np.abs(image - want).max() <= 1e-5
+
+
 def test_private_names_exist():
     """A diffusers upgrade that renames a method `diffusers_usp.caches` replaces fails here, by name."""
     for cls, (name, _, _) in PATCHES.items():
