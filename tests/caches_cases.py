@@ -34,6 +34,8 @@ def config(name: str):
         return FirstBlockCacheConfig(threshold=THRESHOLD)
     if name == "mag-calibrate":
         return MagCacheConfig(calibrate=True, num_inference_steps=len(SCALES) + 1)  # + 1: it clears them at the end
+    if name == "mag":  # flat ratios: computes the first step, then skips while the accumulated error allows
+        return MagCacheConfig(mag_ratios=[1.0] * len(SCALES), num_inference_steps=len(SCALES), retention_ratio=0.0)
     if name == "taylorseer":
         return TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1)
     if name == "pab":  # skips every other call of each attention after the first step
