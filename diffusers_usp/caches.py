@@ -109,10 +109,20 @@ class CacheSyncHook(ModelHook):
         self.ranks = ranks
         self.timeout = timeout
         self.patched: list[tuple[ModelHook, str]] = []
+        self.kind: str | None = None  # how the CFG hook runs this call (`cfg.CFGHook.kind`), None without CFG parallel
 
     def pre_forward(self, module, *args, **kwargs):
+        # Not while compiling: the scan below would be traced, guarded on every registry. A cache enabled before
+        # `parallelize` is synced from there on (`apply_cache_sync` scans once), one enabled later from the next
+        # eager forward (`compile_repeated_blocks` keeps the root eager).
+        if len(self.ranks) > 1 and not torch.compiler.is_compiling():
+            self.sync(module)
+        return args, kwargs
+
+    def sync(self, module: torch.nn.Module) -> None:
+        """Refuse what cannot be exact, and replace the local statistics of cache hooks not yet synced."""
         cfg = module._diffusers_hook.get_hook(_CFG_HOOK)
-        kind = getattr(cfg, "kind", None)  # how the CFG hook runs this call (cfg.CFGHook), None without CFG parallel
+        self.kind = kind = getattr(cfg, "kind", None)
         hooks = _cache_hooks(module)
         if cfg is not None and hooks:
             self._refuse_under_cfg(module, cfg, kind, hooks)
@@ -123,8 +133,6 @@ class CacheSyncHook(ModelHook):
                 setattr(hook, name, factory(hook, self._reduce))
                 hook._usp_synced = True
                 self.patched.append((hook, name))
-        self.kind = kind
-        return args, kwargs
 
     def _refuse_under_cfg(self, module, cfg, kind: str | None, hooks: list[ModelHook]) -> None:
         """Raise, on every rank that computes this call, where CFG parallel cannot keep a cache exact. Every rank
@@ -153,7 +161,7 @@ class CacheSyncHook(ModelHook):
     def _reduce(self, sums: torch.Tensor) -> torch.Tensor:
         """`sums` added over the ranks that computed this call (its sequence group, or all ranks of a batch split
         between the CFG groups)."""
-        if getattr(self, "kind", None) == "split":
+        if self.kind == "split":
             group = reused(("caches", self.ranks, self.timeout), self._all_ranks)  # collective: every rank computes
         else:
             group = self.sequence.group if self.sequence.size > 1 else None
@@ -194,8 +202,12 @@ def _cache_hooks(module: torch.nn.Module) -> list[ModelHook]:
 
 
 def apply_cache_sync(model: torch.nn.Module, sequence: UlyssesGroup, ranks: tuple[int, ...], timeout) -> None:
-    """Register `CacheSyncHook` on `model` (after its sequence-sharding hooks, so that it runs before them)."""
-    HookRegistry.check_if_exists_or_initialize(model).register_hook(CacheSyncHook(sequence, ranks, timeout), _HOOK)
+    """Register `CacheSyncHook` on `model` (after its sequence-sharding hooks, so that it runs before them), and sync
+    the caches already enabled."""
+    hook = CacheSyncHook(sequence, ranks, timeout)
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, _HOOK)
+    if len(ranks) > 1:
+        hook.sync(model)
 
 
 def remove_cache_sync(model: torch.nn.Module) -> None:

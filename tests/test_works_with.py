@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import works_with_cases as wc
+from tables import check_table
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "works_with.md"
 WORLDS = (2, 3)
@@ -99,20 +100,9 @@ def _table() -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def _static(table: str) -> list[str]:
-    """The table without its measured error column, which may differ in the last digit between CPUs."""
-    return [("|".join(c for i, c in enumerate(line.split("|")) if i != 4)) for line in table.splitlines()]
-
-
 def test_works_with_table_is_current(request):
     """Fails if `docs/works_with.md` is stale: a row added or dropped, or a status changed."""
     missing = [(case, w) for *_, case in MEASURED for w in WORLDS if (case, w) not in RESULTS]
     if missing:
         pytest.skip(f"{len(missing)} cases did not run (e.g. {missing[0]}); run the whole file")
-    table = _table()
-    if request.config.getoption("--update-works-with-table"):
-        TABLE.write_text(table)
-    assert TABLE.exists(), "docs/works_with.md is missing: run with --update-works-with-table"
-    assert _static(TABLE.read_text()) == _static(table), (
-        "docs/works_with.md is stale: run with --update-works-with-table"
-    )
+    check_table(request, TABLE, _table(), "--update-works-with-table", measured_column=4)
