@@ -1,8 +1,10 @@
 """Every private diffusers and torch name this package touches, in one place, each with the reason.
 
 A diffusers or torch upgrade that moves one of them breaks `tests/test_compat.py`, which has one test per touch,
-with the touch's name, instead of a forward deep inside a pipeline. Nothing else in the package reads an underscored
-attribute of diffusers or torch.
+with the touch's name, instead of a forward deep inside a pipeline. The one exception is `caches.py`, which replaces
+two private methods of diffusers' cache hooks (First Block Cache's decision, MagCache's calibration step) by versions
+that reduce their statistics across ranks: it names them in its `PATCHES` table, checked by
+`tests/test_caches.py::test_private_names_exist`.
 """
 
 from __future__ import annotations
@@ -88,6 +90,13 @@ def hook_registry(module: torch.nn.Module):
     """The diffusers `HookRegistry` of `module`, or `None` if it has none (without creating one, which
     `HookRegistry.check_if_exists_or_initialize` would: a registry wraps `forward`)."""
     return getattr(module, "_diffusers_hook", None)
+
+
+def child_hook_registries(module: torch.nn.Module) -> list:
+    """The diffusers hook registries below `module`'s (`_get_child_registries`: diffusers' own cached list, rebuilt
+    after `enable_cache` / `disable_cache`). The step-cache sync reads the cache hooks from them."""
+    registry = hook_registry(module)
+    return list(registry._get_child_registries()) if registry is not None else []
 
 
 def hook_names(module: torch.nn.Module) -> list[str]:

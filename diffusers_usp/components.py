@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import torch
 
+# The name of `apply_cuda_graphs`' hook: here, so that weight sharding can refuse a captured model without importing
+# graphs.py (which imports weights.py to refuse the reverse).
+CUDA_GRAPH_HOOK = "usp_cuda_graph"
+
 
 def models_of(obj) -> list[tuple[torch.nn.Module, bool]]:
     """`(model, required)` for each model to parallelize: a pipeline's transformer(s) (`transformer`,

@@ -14,10 +14,10 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from .cfg import keep_outermost
 from .compat import hook_registry
-from .components import models_of
+from .components import CUDA_GRAPH_HOOK, models_of
 from .weights import NO_GRAPHS, is_sharded
 
-_HOOK = "usp_cuda_graph"
+_HOOK = CUDA_GRAPH_HOOK
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .caches import apply_cache_sync, remove_cache_sync
 from .cfg import apply_cfg_parallel, cfg_axis, remove_cfg_parallel
 from .compat import group_timeout, hook_registry, native_parallelism
 from .components import models_of
@@ -75,8 +76,9 @@ def parallelize(
             raise after waiting this long instead of hanging. `None` uses the default group's timeout. (With
             `cfg_degree=2` and a `group`, the groups created inside it take its timeout.)
         check_inputs (`bool`, defaults to `True`):
-            On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ (with
-            `cfg_degree=2`, within each group and across the two).
+            Compare the inputs across ranks on every forward and raise on every rank, naming them, if they differ: the
+            first forward with one all-reduce, later ones through checksums carried by the output all-gather, at most
+            one forward late (with `cfg_degree=2`, also across the two groups on the first call).
         shard_weights (`bool`, defaults to `False`):
             Also shard the weights of the transformers (and of a pipeline's text encoders) over the ranks that share
             one sequence, with FSDP2: each rank stores 1/P of them, and each block's weights are gathered just before
@@ -141,6 +143,7 @@ def parallelize(
         HookRegistry.check_if_exists_or_initialize(transformer).register_hook(
             ParallelismHook(plan, state, processors), _HOOK
         )
+        apply_cache_sync(transformer, sequence, dims.ranks, dims.timeout)  # runs before the hooks above: refuses first
         if cfg is not None:  # outermost: it decides which CFG group runs a call before any hook above splits it
             apply_cfg_parallel(transformer, cfg, plan, check_inputs, warn=required)
         transformer._usp_sequence = state
@@ -171,6 +174,7 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
             continue
         remove_cuda_graphs(model)
         remove_cfg_parallel(model)
+        remove_cache_sync(model)
         registry.remove_hook(_HOOK, recurse=False)
         for module, original, usp in hook.processors:
             if module.processor is usp:  # a processor set since then by the user stays

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .attention import ShardedCall
 from .comm import chunk_sizes
 from .groups import Group
+from .inputs import InputCheck
 
 
 @dataclass
@@ -20,7 +21,7 @@ class SequenceState:
     Args:
         group (`Group`): the ranks sharing the sequence, which hold its chunks in rank order.
         replicated_front (`bool`): whether replicated joint tokens (text) come before the sharded ones.
-        check_inputs (`bool`): compare the inputs across ranks on the first forward.
+        check_inputs (`bool`): compare the inputs across ranks on every forward (`inputs.InputCheck`).
         ring (`Group`, *optional*): with ring attention, this rank's ring group (the ranks holding the same
             heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
             no ring, and `group` is the Ulysses group.
@@ -36,7 +37,7 @@ class SequenceState:
     check_inputs: bool = True
     ring: Group | None = None
     ulysses: Group | None = None
-    checked: bool = field(default=False, repr=False)
+    inputs: InputCheck | None = field(default=None, repr=False)
     replicated: int = 0
     text: int = 0
     lengths: set[int] = field(default_factory=set)
@@ -49,6 +50,8 @@ class SequenceState:
                 f"A ring of {self.ring.size} Ulysses groups of {self.ulysses.size} ranks does not make the "
                 f"{self.group.size} ranks of the sequence group."
             )
+        if self.check_inputs and self.group.size > 1:
+            self.inputs = InputCheck(self.group)
 
     def reset(self) -> None:
         self.replicated = self.text = 0

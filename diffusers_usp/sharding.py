@@ -14,7 +14,6 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from .comm import all_gather_dim, chunk_sizes
 from .compat import ContextParallelOutput, native_parallelism
-from .inputs import check_same_inputs
 from .plans import SequencePlan
 from .plans.base import shard_tensor
 from .sequence import SequenceState
@@ -31,6 +30,8 @@ def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) 
     sizes = chunk_sizes(tokens, group.size) if tokens is not None else None
     if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
         raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
+    if state.inputs is not None:  # carries this forward's input checksums (inputs.py)
+        return state.inputs.gather(x, spec.gather_dim, sizes)
     return all_gather_dim(x, spec.gather_dim, group, sizes)
 
 
@@ -58,12 +59,8 @@ class SplitHook(ModelHook):
                     "other: load the model afresh, or call diffusers_usp.remove_parallelism first."
                 )
             state.reset()
-            # Not while compiling: comparing the reduced checksums is a data-dependent branch (a graph break). An
-            # eager first call checks; a model compiled before any eager call is not checked.
-            if state.check_inputs and not state.checked and state.group.size > 1 and not torch.compiler.is_compiling():
-                tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
-                check_same_inputs(tensors, state.group)
-                state.checked = True
+            if state.inputs is not None:  # compares the last forward's inputs, checksums this one's (inputs.py)
+                state.inputs.begin(self.params, args, kwargs)
         args = list(args)
         for name, spec in self.specs.items():
             if isinstance(name, int):

@@ -23,6 +23,7 @@ from torch import nn
 
 from .cfg import keep_outermost
 from .compat import forget_fully_shard, register_cache_block_class
+from .components import CUDA_GRAPH_HOOK
 
 _ATTR = "_usp_weights"  # on every model this module sharded: its `ShardedWeights`
 _HOOK = "usp_weights"
@@ -171,7 +172,6 @@ def apply_weight_sharding(pipe_or_transformer, models: list[nn.Module]) -> None:
     would wait for ranks that never join. Within a sequence group every rank runs every forward. Each CFG group thus
     holds one sharded copy: the weights divide by `ring_degree x Ulysses degree`, not by the world size.
     """
-    from .graphs import _HOOK as _GRAPHS  # here: graphs imports parallelize, which imports this module
 
     groups = []
     for model in models:
@@ -179,7 +179,7 @@ def apply_weight_sharding(pipe_or_transformer, models: list[nn.Module]) -> None:
         if state is None:  # a ControlNet without a plan runs whole on every rank, and keeps whole weights
             continue
         registry = getattr(model, "_diffusers_hook", None)
-        if registry is not None and registry.get_hook(_GRAPHS) is not None:
+        if registry is not None and registry.get_hook(CUDA_GRAPH_HOOK) is not None:
             raise ValueError(NO_GRAPHS.format(name=type(model).__name__))
         group = state.group.group if state.group.group is not None else dist.group.WORLD
         if state.group.size > 1:

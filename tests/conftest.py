@@ -17,6 +17,7 @@ _POOLS: dict[int, RankPool] = {}
 
 def pytest_addoption(parser):
     parser.addoption("--update-models-table", action="store_true", help="rewrite docs/models.md from this run")
+    parser.addoption("--update-works-with-table", action="store_true", help="rewrite docs/works_with.md from this run")
 
 
 def pytest_configure(config):

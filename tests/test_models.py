@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import zoo
+from tables import check_table
 from tasks import core as cases
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
@@ -119,19 +120,10 @@ def _table() -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def _static(table: str) -> list[str]:
-    """The table without its measured error column, which may differ in the last digit between CPUs."""
-    return [("|".join(c for i, c in enumerate(line.split("|")) if i != 4)) for line in table.splitlines()]
-
-
 def test_models_table_is_current(request):
     """Fails if `docs/models.md` is stale: a class added or dropped, a status, world size or collective count
     changed. Needs every parity case of this run."""
     missing = [p for p in PARAMS if p not in RESULTS] + [p for p in RING_PARAMS if p not in RING_RESULTS]
     if missing:
         pytest.skip(f"{len(missing)} parity cases did not run or failed (e.g. {missing[0]}); run the whole file")
-    table = _table()
-    if request.config.getoption("--update-models-table"):
-        TABLE.write_text(table)
-    assert TABLE.exists(), "docs/models.md is missing: run with --update-models-table"
-    assert _static(TABLE.read_text()) == _static(table), "docs/models.md is stale: run with --update-models-table"
+    check_table(request, TABLE, _table(), "--update-models-table", measured_column=4)

@@ -1,11 +1,11 @@
 """`parallelize(..., shard_weights=True)`: weights sharded with FSDP2 over the ranks of one sequence, against one
-process, at world sizes 2, 3 and 4 (one pool task per world size runs every case: `weights_cases.all_cases`)."""
+process, at world sizes 2, 3 and 4 (one pool task per world size runs every case: `tasks.weights.all_cases`)."""
 
 import numpy as np
 import pytest
 import torch
-import weights_cases as wc
 from diffusers import FirstBlockCacheConfig
+from tasks import weights as wc
 
 from diffusers_usp import tiny
 

@@ -10,7 +10,7 @@ from torch.utils._pytree import tree_map
 from ..comm import all_gather_stacked
 from ..groups import Group
 from ..plans import SequencePlan
-from .step import Step
+from .step import Computes, Step
 
 # Per class, forward arguments whose tensors are not per sample although their dim 0 may equal the batch, beyond the
 # plan's own (see `batchless`). Kandinsky 5 takes its RoPE positions as `arange`s and its sparse-attention masks per
@@ -94,4 +94,4 @@ class BatchedCFG:
                 output,
             )
 
-        return Step(True, args, kwargs, gather)
+        return Step(True, args, kwargs, gather, Computes.SPLIT)

@@ -20,12 +20,12 @@ from torch.utils._pytree import tree_leaves
 
 from ..compat import hook_registry, move_outermost
 from ..groups import Group
-from ..inputs import check_same_inputs
+from ..inputs import check_same_inputs, checksums
 from ..plans import SequencePlan
 from .batched import BatchedCFG, batchless
 from .pending import PendingTensor
 from .sequential import SequentialCFG
-from .step import Step
+from .step import Computes, Step
 
 HOOK = "usp_cfg"
 _NOT_TRACED = (
@@ -67,6 +67,10 @@ class CFGHook(ModelHook):
         self.warned: set[str] = set()
         self.sequential = SequentialCFG(axis, self._warn_once)
         self.batched: BatchedCFG | None = None
+        # Read by the cache hooks (`caches.CacheSyncHook`): which ranks compute the current call, and the cache
+        # contexts computed by one group only since the end of the last pipeline call.
+        self.computes: Computes | None = None
+        self.one_group: set[str] = set()
 
     def initialize_hook(self, module):
         self.batched = BatchedCFG(
@@ -77,6 +81,7 @@ class CFGHook(ModelHook):
     def reset_state(self, module):
         # diffusers calls this at the end of every pipeline call (`maybe_free_model_hooks`), on every rank.
         self.sequential.end_of_pipeline_call()
+        self.one_group.clear()
         return module
 
     # Never traced, so that Dynamo does not trace the run-time pairing below. `recursive=False` lets the forward it
@@ -86,6 +91,9 @@ class CFGHook(ModelHook):
     @torch.compiler.disable(recursive=False, reason=_NOT_TRACED)
     def new_forward(self, module, *args, **kwargs):
         step = self._begin(module, args, kwargs)
+        self.computes = step.computes
+        if step.computes is Computes.ONE_GROUP:
+            self.one_group.add(self._context_name())
         output = self.fn_ref.original_forward(*step.args, **step.kwargs) if step.compute else None
         return self._finish(step, output)
 
@@ -98,7 +106,9 @@ class CFGHook(ModelHook):
                 x._usp_owner.settle("a pending conditional output was passed to a transformer call")
         if not self.checked:
             # Ranks of one Ulysses group are compared by its own input check; this compares the two CFG groups.
-            check_same_inputs([x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)], self.axis)
+            check_same_inputs(
+                checksums([x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]), self.axis
+            )
             self.checked = True
         name = self._context_name()
         if name == "cond":
@@ -148,10 +158,15 @@ def remove_cfg_parallel(model: torch.nn.Module) -> None:
         registry.remove_hook(HOOK, recurse=False)
 
 
+def cfg_hook(model: torch.nn.Module) -> CFGHook | None:
+    """The `CFGHook` of `model`, or `None` without CFG parallel."""
+    registry = hook_registry(model)
+    return registry.get_hook(HOOK) if registry is not None else None
+
+
 def cfg_axis(model: torch.nn.Module) -> Group | None:
     """The CFG axis `model` was parallelized with, or `None` without CFG parallel."""
-    registry = hook_registry(model)
-    hook = registry.get_hook(HOOK) if registry is not None else None
+    hook = cfg_hook(model)
     return hook.axis if hook is not None else None
 
 

@@ -20,7 +20,7 @@ from ..comm import all_gather_stacked
 from ..compat import no_subclass_dispatch
 from ..groups import Group
 from .pending import PendingTensor, pending_tensor, plain
-from .step import Step
+from .step import Computes, Step
 
 
 @dataclass
@@ -90,7 +90,9 @@ class SequentialCFG:
         if known is None or self.solo:
             return self.whole(args, kwargs, key)
         # Only group 0 computes (on CUDA its kernels are queued and the call returns at once); group 1 returns at once.
-        return Step(self.axis.rank == 0, args, kwargs, lambda output: self._pending_output(known, output))
+        return Step(
+            self.axis.rank == 0, args, kwargs, lambda output: self._pending_output(known, output), Computes.ONE_GROUP
+        )
 
     def _pending_output(self, known: tuple, output):
         """The first call's output on every rank, its tensors pending: group 0's computed ones, or empty ones of the
@@ -122,7 +124,9 @@ class SequentialCFG:
             self.settle("the cond and uncond outputs differ in shape or dtype, so they cannot be exchanged")
             return self.whole(args, kwargs, key)
         self.pending = None
-        return Step(self.axis.rank == 1, args, kwargs, lambda output: self._exchange(known, pair, output))
+        return Step(
+            self.axis.rank == 1, args, kwargs, lambda output: self._exchange(known, pair, output), Computes.ONE_GROUP
+        )
 
     def _exchange(self, known: tuple, pair: _Pair, output):
         """One all-gather per output tensor with the peer of the same Ulysses rank, [cond from group 0, uncond from

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
+
+
+class Computes(Enum):
+    """Which ranks compute one call under CFG parallel: what a cache reduces its statistics over, and where a
+    branch's cache state lives."""
+
+    BOTH = "both CFG groups, each the whole call"
+    SPLIT = "both CFG groups, each half of the batch"
+    ONE_GROUP = "one CFG group (a call of a sequential cond/uncond pair)"
 
 
 def returned(output):
@@ -19,9 +29,11 @@ class Step:
         compute (`bool`): whether this rank runs the forward.
         args (`tuple`), kwargs (`dict`): the forward's arguments, as the strategy changed them.
         finish (`Callable`): the output, or `None`, to what the call returns on this rank.
+        computes (`Computes`): which ranks compute this call.
     """
 
     compute: bool
     args: tuple
     kwargs: dict
     finish: Callable = returned
+    computes: Computes = Computes.BOTH

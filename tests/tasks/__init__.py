@@ -7,6 +7,7 @@ inputs without communicating, and returns numbers or tensors for the test to com
 - `core`: models under `parallelize` or the heads-only processor, the communication layer and attention core, the
   coverage zoo, compile, failures, memory;
 - `cfg`: CFG parallel; `ring`: ring attention; `dense`: masks over the whole sequence; `routing`: which kernel
-  calls reach the core, and their refusals;
+  calls reach the core, and their refusals; `caches`: step caches in step; `inputs`: the per-forward input check;
+  `works_with`: what users stack on a pipeline (docs/works_with.md); `weights`: sharded weights;
 - `launched`: run as a script under `accelerate launch`: every tiny pipeline, then every example.
 """

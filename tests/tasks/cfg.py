@@ -145,7 +145,7 @@ def compiled_whole() -> str:
 # Sizes whose token counts split over 2 ranks per group. Batched: SD3, CogVideoX. Sequential: Wan, Qwen-Image.
 PIPELINES = {
     "sd3": (tiny.tiny_sd3_pipeline, tiny.tiny_sd3_prompt_embeds, dict(height=48, width=48), "guidance_scale"),
-    # guidance 3: the first v-prediction step amplifies float32 differences by the guidance (tests/pipeline_script.py)
+    # guidance 3: the first v-prediction step amplifies float32 differences by the guidance (tests/tasks/launched.py)
     "cogvideox": (tiny.tiny_cogvideox_pipeline, tiny.tiny_cogvideox_prompt_embeds,
                   dict(height=32, width=64, num_frames=9, guidance_scale=3.0), "guidance_scale"),
     "wan": (tiny.tiny_wan_pipeline, tiny.tiny_wan_prompt_embeds, dict(height=96, width=96, num_frames=5),
