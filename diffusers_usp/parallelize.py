@@ -18,6 +18,7 @@ from .processor import USPProcessor
 from .role import AttentionRole
 from .sharding import SequenceState, apply_sequence_sharding, remove_sequence_sharding
 from .state import ParallelDims, group_ranks, group_timeout, reused, ulysses_group
+from .vae import apply_vae_split, is_autoencoder, remove_vae_split, vae_components
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ def parallelize(
     group: dist.ProcessGroup | None = None,
     timeout: timedelta | None = DEFAULT_TIMEOUT,
     check_inputs: bool = True,
+    vae: bool = True,
 ) -> T:
     """Run a diffusers transformer with Ulysses sequence parallelism across the ranks of `group`.
 
@@ -65,7 +67,8 @@ def parallelize(
     Args:
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
             A pipeline (its `transformer`, `transformer_2`, ... components are parallelized, and its `controlnet`
-            where a plan exists; any other ControlNet runs whole on every rank, with a warning) or a transformer.
+            where a plan exists; any other ControlNet runs whole on every rank, with a warning; its `vae`, see `vae`),
+            a transformer, or an autoencoder (its decode and encode split by rows, see docs/vaes.md).
         ring_degree (`int`, defaults to 1):
             The number of Ulysses groups that split one sequence as a ring: the ranks sharing a sequence form
             `ring_degree` groups of `world // ring_degree` consecutive ranks each. Every attention then runs Ulysses
@@ -91,6 +94,10 @@ def parallelize(
         check_inputs (`bool`, defaults to `True`):
             On the first forward, all-reduce one checksum of the inputs and raise on every rank if they differ (with
             `cfg_degree=2`, within each group and across the two).
+        vae (`bool`, defaults to `True`):
+            Also split the pipeline's VAE (its decode and encode) by rows across all ranks of the group, exactly
+            (docs/vaes.md lists the classes; any other runs whole on every rank, with a warning). `False` leaves it
+            whole. A bare autoencoder given as `pipe_or_transformer` is split whatever this says.
 
     Returns:
         Its argument, parallelized in place. `remove_parallelism` undoes it.
@@ -111,6 +118,11 @@ def parallelize(
         # collective (every rank calls parallelize in the same order), and made once per timeout
         group = reused(("world", timeout), lambda: dist.new_group(timeout=timeout))
         sequence = ulysses_group(group)
+    if is_autoencoder(pipe_or_transformer) or vae:  # all ranks of the group decode: CFG halves hold the same latents
+        for autoencoder in vae_components(pipe_or_transformer):
+            apply_vae_split(autoencoder, ulysses_group(group))
+    if is_autoencoder(pipe_or_transformer):
+        return pipe_or_transformer
     for transformer, required in _models(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
             degree = 2 if transformer._diffusers_hook.get_hook(_CFG_HOOK) is not None else 1
@@ -165,13 +177,17 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
 
     Args:
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
-            What was given to `parallelize`: a pipeline (its transformers and ControlNets) or one model.
+            What was given to `parallelize`: a pipeline (its transformers, ControlNets and VAE) or one model.
 
     Returns:
         Its argument.
     """
     from .graphs import remove_cuda_graphs  # here: graphs imports this module
 
+    for autoencoder in vae_components(pipe_or_transformer):
+        remove_vae_split(autoencoder)
+    if is_autoencoder(pipe_or_transformer):
+        return pipe_or_transformer
     for model, _ in _models(pipe_or_transformer):
         registry = getattr(model, "_diffusers_hook", None)
         hook = registry.get_hook(_HOOK) if registry is not None else None
