@@ -83,6 +83,8 @@ def apply_vae_split(vae: torch.nn.Module, group: UlyssesGroup) -> bool:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_NormHook(split), _HOOK)
         elif type(module).__name__ in spec.attention:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_AttentionHook(split), _HOOK)
+        elif type(module).__name__ in spec.unchunked:
+            HookRegistry.check_if_exists_or_initialize(module).register_hook(_UnchunkedHook(split), _HOOK)
     for name in ("_decode", "_encode"):
         setattr(vae, name, _split_call(vae, getattr(vae, name), split, encode=name == "_encode"))
     vae._usp_vae = split
@@ -129,6 +131,20 @@ class _NormHook(ModelHook):
         return group_norm_rows(x, module, self.split.group)
 
 
+class _UnchunkedHook(ModelHook):
+    """A conv subclass that chunks its input by size runs as its plain conv class under the split."""
+
+    def __init__(self, split: VaeSplit) -> None:
+        super().__init__()
+        self.split = split
+
+    def new_forward(self, module, x):
+        if not self.split.active:
+            return self.fn_ref.original_forward(x)
+        plain = next(c for c in type(module).__mro__ if c in (torch.nn.Conv2d, torch.nn.Conv3d))
+        return plain.forward(module, x)
+
+
 class _AttentionHook(ModelHook):
     """A spatial attention: its queries stay this rank's tokens, its keys and values come from every rank (softmax is
     per query, so this is exact, and the projections before it compute only this rank's tokens)."""
@@ -155,13 +171,36 @@ class _KeysFromEveryRank(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             q, k, v, *rest = args
-            if rest or kwargs.get("attn_mask") is not None or kwargs.get("is_causal"):
-                raise NotImplementedError("diffusers_usp's VAE split gathers keys only for unmasked attention.")
-            # [..., S_local, Dk | Dv] -> every rank's tokens: [..., S, Dk | Dv], in one all-gather
-            kv = gather_rows(torch.cat([k, v], dim=-1), self.group)
-            k, v = kv.split([k.shape[-1], v.shape[-1]], dim=-1)
+            mask = rest[0] if rest else kwargs.pop("attn_mask", None)
+            if len(rest) > 1 or kwargs.get("is_causal"):
+                raise NotImplementedError("diffusers_usp's VAE split cannot gather keys for a causal attention.")
+            levels = key_levels(mask, q.shape[-2]) if mask is not None else None
+            # [..., S_local, Dk | Dv (| 1)] -> every rank's tokens: [..., S, Dk | Dv (| 1)], in one all-gather
+            parts = [k, v] + ([levels.to(k.dtype)[:, None].expand(*k.shape[:-1], 1)] if levels is not None else [])
+            gathered = gather_rows(torch.cat(parts, dim=-1), self.group)
+            k, v, *level = gathered.split([k.shape[-1], v.shape[-1]] + [1] * len(parts[2:]), dim=-1)
+            if level:  # key j is seen by query i iff level(j) <= level(i), as in the local mask
+                seen = level[0].reshape(-1, level[0].shape[-2])[0][None, :] <= levels[:, None]
+                kwargs["attn_mask"] = seen if mask.dtype == torch.bool else torch.zeros_like(seen, dtype=mask.dtype)
+                if mask.dtype != torch.bool:
+                    kwargs["attn_mask"].masked_fill_(~seen, float("-inf"))
             return func(q, k, v, **kwargs)
         return func(*args, **kwargs)
+
+
+def key_levels(mask: torch.Tensor, tokens: int) -> torch.Tensor:
+    """`[S_local]` levels such that the local self-attention mask lets query i see key j iff `level[j] <= level[i]`
+    (HunyuanVideo's frame-causal mask: the level is the frame), checked against `mask`: a mask of another shape would
+    need keys from other ranks that no rank can describe, so it is refused."""
+    seen = mask if mask.dtype == torch.bool else mask == 0
+    seen = seen.reshape(-1, tokens, seen.shape[-1])  # [B * heads, S_local, S_local]
+    counts = seen[0].sum(-1)  # keys each query sees: grows with the level
+    levels = counts.to(torch.float32)
+    if seen.shape[-1] != tokens or not torch.equal(seen, (levels[None, :] <= levels[:, None]).expand_as(seen)):
+        raise NotImplementedError(
+            "diffusers_usp's VAE split gathers keys only for unmasked or block-causal (frame-causal) attention."
+        )
+    return levels / counts.min()  # the frame + 1 on every rank, whatever its band's height
 
 
 def _split_call(vae: torch.nn.Module, original, split: VaeSplit, encode: bool):

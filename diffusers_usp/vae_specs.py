@@ -13,13 +13,27 @@ from torch import nn
 _CONVS = (nn.Conv2d, nn.Conv3d)
 
 
+# Owners that pad rows with `F.pad` in their forward before calling their conv: `{class name: owner -> {conv:
+# (rows above, rows below)}}`, read from each class's forward in diffusers 0.42.
+OWNER_PADS: dict[str, Callable[[nn.Module], dict[nn.Module, tuple[int, int]]]] = {
+    # pads one row below (and one column right) before a stride-2 conv when `padding=0` (AutoencoderKL's encoder)
+    "Downsample2D": lambda m: {m.conv: (0, 1)} if m.use_conv and m.padding == 0 else {},
+    "CogVideoXDownsample3D": lambda m: {m.conv: (0, 1)},
+    # `time_causal_padding` is F.pad's (W, W, H, H, T, T), in the owner's pad mode (replicate)
+    "HunyuanVideoCausalConv3d": lambda m: {m.conv: m.time_causal_padding[2:4]},
+    # replicate mode pads everything with F.pad; other modes pad H inside the conv
+    "CogVideoXCausalConv3d": lambda m: {m.conv: (m.height_pad,) * 2} if m.pad_mode == "replicate" else {},
+}
+
+
 def standard_prepads(vae: nn.Module) -> dict[nn.Module, tuple[int, int]]:
     """`{conv: (rows padded above, rows padded below)}` for the owner-padded convs of diffusers' autoencoders:
     - causal convs that keep their padding in `_padding` (W, W, H, H, T, T) and pad in their forward (Wan, Qwen-Image);
     - a conv right after a `ZeroPad2d`/`ConstantPad2d` in an `nn.Sequential` (Wan's stride-2 downsamplers);
-    - `Downsample2D` with `padding=0`, which pads one row below before its stride-2 conv (AutoencoderKL's encoder)."""
+    - the owners in `OWNER_PADS`."""
     found = {}
     for module in vae.modules():
+        found.update(OWNER_PADS.get(type(module).__name__, lambda m: {})(module))
         pad = getattr(module, "_padding", None)
         if isinstance(module, _CONVS) and isinstance(pad, (tuple, list)) and len(pad) == 6:
             found[module] = (pad[2], pad[3])
@@ -27,8 +41,6 @@ def standard_prepads(vae: nn.Module) -> dict[nn.Module, tuple[int, int]]:
             for before, conv in zip(module, list(module)[1:]):
                 if isinstance(before, (nn.ZeroPad2d, nn.ConstantPad2d)) and isinstance(conv, _CONVS):
                     found[conv] = (before.padding[2], before.padding[3])
-        if type(module).__name__ == "Downsample2D" and module.use_conv and module.padding == 0:
-            found[module.conv] = (0, 1)
     return found
 
 
@@ -51,9 +63,14 @@ class VaeSpec:
             `{conv: (above, below)}`: rows the conv's owner pads before calling it.
         encode_unit (`Callable[[nn.Module], int]`):
             The multiple of rows an encoder input is split in.
+        unchunked (`tuple[str, ...]`):
+            Class names of convs whose forward splits its input into chunks by its own size (CogVideoX's
+            `CogVideoXSafeConv3d`, over 2 GiB): each band's size differs, so ranks would chunk differently and
+            exchange different numbers of halos. Under the split they run as one plain conv (a band is 1/P the size).
     """
 
     attention: tuple[str, ...] = ()
+    unchunked: tuple[str, ...] = ()
     prepads: Callable[[nn.Module], dict[nn.Module, tuple[int, int]]] = standard_prepads
     encode_unit: Callable[[nn.Module], int] = compression
     notes: str = field(default="", compare=False)
@@ -63,6 +80,11 @@ SPECS: dict[str, VaeSpec] = {
     "AutoencoderKL": VaeSpec(attention=("Attention",)),
     "AutoencoderKLWan": VaeSpec(attention=("WanAttentionBlock",)),
     "AutoencoderKLQwenImage": VaeSpec(attention=("QwenImageAttentionBlock",)),
+    "AutoencoderKLFlux2": VaeSpec(attention=("Attention",)),
+    # its mid-block attention is frame-causal: a key-level mask, rebuilt for the gathered keys
+    "AutoencoderKLHunyuanVideo": VaeSpec(attention=("Attention",)),
+    "AutoencoderKLCogVideoX": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
+    "AutoencoderKLLTXVideo": VaeSpec(),
 }
 
 

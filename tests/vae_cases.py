@@ -56,12 +56,57 @@ def _qwenimage():
     )  # fmt: skip
 
 
+def _flux2():
+    from diffusers import AutoencoderKLFlux2
+
+    return AutoencoderKLFlux2(
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
+    )  # fmt: skip
+
+
+def _hunyuan_video():
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    return AutoencoderKLHunyuanVideo(
+        latent_channels=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(4, 4, 4, 8), layers_per_block=1,
+        norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4,
+    )  # fmt: skip
+
+
+def _cogvideox():
+    from diffusers import AutoencoderKLCogVideoX
+
+    return AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8), down_block_types=("CogVideoXDownBlock3D",) * 3,
+        up_block_types=("CogVideoXUpBlock3D",) * 3, latent_channels=4, layers_per_block=1, norm_num_groups=2,
+        temporal_compression_ratio=2,
+    )  # fmt: skip
+
+
+def _ltx():
+    from diffusers import AutoencoderKLLTXVideo
+
+    return AutoencoderKLLTXVideo(
+        latent_channels=4, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False), decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, patch_size=1,
+        patch_size_t=1,
+    )  # fmt: skip
+
+
 CASES: dict[str, VaeCase] = {
     "AutoencoderKL": VaeCase(_kl, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     # an encoder input that is no multiple of the downsampling factor: the last band takes the 2 extra rows
     "AutoencoderKL (90 rows)": VaeCase(_kl, (1, 4, ROWS, 5), (1, 3, 90, 20)),
     "AutoencoderKLWan": VaeCase(_wan, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 32)),
     "AutoencoderKLQwenImage": VaeCase(_qwenimage, (1, 4, 1, ROWS, 4), (1, 3, 1, 4 * ROWS, 16)),
+    "AutoencoderKLFlux2": VaeCase(_flux2, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
+    "AutoencoderKLHunyuanVideo": VaeCase(_hunyuan_video, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
+    "AutoencoderKLCogVideoX": VaeCase(_cogvideox, (1, 4, 2, ROWS, 4), (1, 3, 3, 4 * ROWS, 16)),
+    "AutoencoderKLLTXVideo": VaeCase(_ltx, (1, 4, 2, ROWS, 4), (1, 3, 9, 4 * ROWS, 16)),
 }
 
 
