@@ -85,6 +85,8 @@ SPECS: dict[str, VaeSpec] = {
     "AutoencoderKLHunyuanVideo": VaeSpec(attention=("Attention",)),
     "AutoencoderKLCogVideoX": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
     "AutoencoderKLLTXVideo": VaeSpec(),
+    # its attention runs over time at each location: local
+    "AutoencoderKLMochi": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
 }
 
 
