@@ -21,6 +21,7 @@ OWNER_PADS: dict[str, Callable[[nn.Module], dict[nn.Module, tuple[int, int]]]] =
     "CogVideoXDownsample3D": lambda m: {m.conv: (0, 1)},
     # `time_causal_padding` is F.pad's (W, W, H, H, T, T), in the owner's pad mode (replicate)
     "HunyuanVideoCausalConv3d": lambda m: {m.conv: m.time_causal_padding[2:4]},
+    "HunyuanVideo15CausalConv3d": lambda m: {m.conv: m.time_causal_padding[2:4]},
     # replicate mode pads everything with F.pad; other modes pad H inside the conv
     "CogVideoXCausalConv3d": lambda m: {m.conv: (m.height_pad,) * 2} if m.pad_mode == "replicate" else {},
 }
@@ -86,6 +87,8 @@ SPECS: dict[str, VaeSpec] = {
     "AutoencoderKLCogVideoX": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
     "AutoencoderKLLTXVideo": VaeSpec(),
     # its attention runs over time at each location: local
+    # frame-causal attention over each frame's tokens and the frames before (a key-level mask)
+    "AutoencoderKLHunyuanVideo15": VaeSpec(attention=("HunyuanVideo15AttnBlock",)),
     "AutoencoderKLMochi": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
 }
 

@@ -106,6 +106,15 @@ def _mochi():
     )  # fmt: skip
 
 
+def _hunyuan_video15():
+    from diffusers import AutoencoderKLHunyuanVideo15
+
+    return AutoencoderKLHunyuanVideo15(
+        latent_channels=4, block_out_channels=(8, 8, 16, 16), layers_per_block=1, spatial_compression_ratio=8,
+        temporal_compression_ratio=4,
+    )  # fmt: skip
+
+
 CASES: dict[str, VaeCase] = {
     "AutoencoderKL": VaeCase(_kl, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     # an encoder input that is no multiple of the downsampling factor: the last band takes the 2 extra rows
@@ -115,6 +124,7 @@ CASES: dict[str, VaeCase] = {
     "AutoencoderKLFlux2": VaeCase(_flux2, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     "AutoencoderKLHunyuanVideo": VaeCase(_hunyuan_video, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
     "AutoencoderKLCogVideoX": VaeCase(_cogvideox, (1, 4, 2, ROWS, 4), (1, 3, 3, 4 * ROWS, 16)),
+    "AutoencoderKLHunyuanVideo15": VaeCase(_hunyuan_video15, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
     "AutoencoderKLMochi": VaeCase(_mochi, (1, 4, 1, ROWS, 2), (1, 3, 1, 8 * ROWS, 16)),
     "AutoencoderKLLTXVideo": VaeCase(_ltx, (1, 4, 2, ROWS, 4), (1, 3, 9, 4 * ROWS, 16)),
 }
