@@ -89,6 +89,8 @@ SPECS: dict[str, VaeSpec] = {
     # its attention runs over time at each location: local
     # frame-causal attention over each frame's tokens and the frames before (a key-level mask)
     "AutoencoderKLHunyuanVideo15": VaeSpec(attention=("HunyuanVideo15AttnBlock",)),
+    # reflect-padded decoder convs: the edge ranks reflect their own rows
+    "AutoencoderKLLTX2Video": VaeSpec(),
     "AutoencoderKLMochi": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
 }
 

@@ -115,6 +115,16 @@ def _hunyuan_video15():
     )  # fmt: skip
 
 
+def _ltx2():
+    from diffusers import AutoencoderKLLTX2Video
+
+    return AutoencoderKLLTX2Video(
+        latent_channels=4, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1), patch_size=1,
+        upsample_residual=(False,) * 3, upsample_factor=(1, 1, 1),
+    )  # fmt: skip
+
+
 CASES: dict[str, VaeCase] = {
     "AutoencoderKL": VaeCase(_kl, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     # an encoder input that is no multiple of the downsampling factor: the last band takes the 2 extra rows
@@ -125,6 +135,7 @@ CASES: dict[str, VaeCase] = {
     "AutoencoderKLHunyuanVideo": VaeCase(_hunyuan_video, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
     "AutoencoderKLCogVideoX": VaeCase(_cogvideox, (1, 4, 2, ROWS, 4), (1, 3, 3, 4 * ROWS, 16)),
     "AutoencoderKLHunyuanVideo15": VaeCase(_hunyuan_video15, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
+    "AutoencoderKLLTX2Video": VaeCase(_ltx2, (1, 4, 2, ROWS, 4), (1, 3, 9, 8 * ROWS, 16)),
     "AutoencoderKLMochi": VaeCase(_mochi, (1, 4, 1, ROWS, 2), (1, 3, 1, 8 * ROWS, 16)),
     "AutoencoderKLLTXVideo": VaeCase(_ltx, (1, 4, 2, ROWS, 4), (1, 3, 9, 4 * ROWS, 16)),
 }
