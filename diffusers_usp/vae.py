@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from .halo import conv_halo, conv_rows, gather_rows, group_norm_rows, local_rows, row_sizes
 from .state import UlyssesGroup
-from .vae_specs import SPECS, VaeSpec
+from .vae_specs import NOT_SPLIT, SPECS, VaeSpec
 
 _HOOK = "usp_vae_split"
 _WARNED: set[str] = set()
@@ -66,8 +66,9 @@ def apply_vae_split(vae: torch.nn.Module, group: UlyssesGroup) -> bool:
     if spec is None:
         _warn_once(
             type(vae).__name__,
-            f"diffusers_usp cannot split {type(vae).__name__} across ranks yet: it runs whole on every rank "
-            f"(split: {', '.join(sorted(SPECS))}).",
+            f"diffusers_usp cannot split {type(vae).__name__} across ranks"
+            f"{': ' + NOT_SPLIT[type(vae).__name__] if type(vae).__name__ in NOT_SPLIT else ' yet'}. It runs whole on "
+            f"every rank (split: {', '.join(sorted(SPECS))}).",
         )
         return False
     if getattr(vae, "_usp_vae", None) is not None or group.size == 1:
