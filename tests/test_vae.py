@@ -49,6 +49,20 @@ def test_vae_split_equals_one_process(pools, world):
     assert not failures, failures
 
 
+def test_vae_split_over_both_cfg_halves(pools):
+    """`cfg_degree=2` at 4 ranks: after the last step both CFG halves hold the same latents, so the VAE splits over
+    all 4 ranks. Catches halves that hold different latents (the VAE's input check raises on every rank) or a VAE
+    split over one half only (each rank would decode half the image, not a quarter), in a batched-CFG pipeline (SD3)
+    and a two-call one (Wan)."""
+    names = ["sd3", "wan"]
+    runs = pools(4).run(vae_cases.cfg_pipelines_run, names)
+    for name in names:
+        want, work = vae_cases.cfg_pipeline_run(name, split=False)
+        assert all(np.abs(rank[name][0] - want).max() <= TOL for rank in runs), name
+        assert sum(rank[name][1] for rank in runs) == work, name  # each conv output once over all 4 ranks
+        assert max(rank[name][1] for rank in runs) <= 1.15 / 4 * work, name
+
+
 def test_every_split_class_has_a_case():
     assert {name.split()[0] for name in vae_cases.CASES} == set(SPECS)
 

@@ -220,3 +220,23 @@ def fallback_run() -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
     clean = not any("_conv_forward" in vars(m) or m._diffusers_hook.hooks for m in hooked)
     out["removed"] = (_decode_np(vae, latent), want, clean and "_decode" not in vars(vae))
     return out
+
+
+def cfg_pipelines_run(names: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+    """The pool task: `{pipeline: (guided output, VAE convs' output elements on this rank)}`, each pipeline
+    parallelized with `cfg_degree=2` and its VAE split over all ranks (both CFG halves)."""
+    return {name: cfg_pipeline_run(name, split=True) for name in names}
+
+
+def cfg_pipeline_run(name: str, split: bool) -> tuple[np.ndarray, int]:
+    """A guided pipeline call (`cfg_degree=2` if `split`) and its VAE convs' output elements on this rank."""
+    import cfg_cases
+
+    pipe = cfg_cases.PIPELINES[name][0]()
+    if split:
+        diffusers_usp.parallelize(pipe, cfg_degree=2)
+    work = [0]
+    for module in pipe.vae.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.register_forward_hook(lambda m, a, o: work.__setitem__(0, work[0] + o.numel()))
+    return cfg_cases.run_pipeline(name, True, pipe), work[0]
