@@ -119,36 +119,8 @@ def _wrap_conv(conv: torch.nn.Module, prepad: tuple[int, int], split: VaeSplit) 
     conv._conv_forward = _conv_forward
 
 
-class _NormHook(ModelHook):
-    """A GroupNorm's statistics over all ranks' rows."""
-
-    def __init__(self, split: VaeSplit) -> None:
-        super().__init__()
-        self.split = split
-
-    def new_forward(self, module, x):
-        if not self.split.active:
-            return self.fn_ref.original_forward(x)
-        return group_norm_rows(x, module, self.split.group)
-
-
-class _UnchunkedHook(ModelHook):
-    """A conv subclass that chunks its input by size runs as its plain conv class under the split."""
-
-    def __init__(self, split: VaeSplit) -> None:
-        super().__init__()
-        self.split = split
-
-    def new_forward(self, module, x):
-        if not self.split.active:
-            return self.fn_ref.original_forward(x)
-        plain = next(c for c in type(module).__mro__ if c in (torch.nn.Conv2d, torch.nn.Conv3d))
-        return plain.forward(module, x)
-
-
-class _AttentionHook(ModelHook):
-    """A spatial attention: its queries stay this rank's tokens, its keys and values come from every rank (softmax is
-    per query, so this is exact, and the projections before it compute only this rank's tokens)."""
+class _SplitHook(ModelHook):
+    """A module's own forward outside a split call; `split_forward` inside one."""
 
     def __init__(self, split: VaeSplit) -> None:
         super().__init__()
@@ -157,6 +129,29 @@ class _AttentionHook(ModelHook):
     def new_forward(self, module, *args, **kwargs):
         if not self.split.active:
             return self.fn_ref.original_forward(*args, **kwargs)
+        return self.split_forward(module, *args, **kwargs)
+
+
+class _NormHook(_SplitHook):
+    """A GroupNorm's statistics over all ranks' rows."""
+
+    def split_forward(self, module, x):
+        return group_norm_rows(x, module, self.split.group)
+
+
+class _UnchunkedHook(_SplitHook):
+    """A conv subclass that chunks its input by size runs as its plain conv class under the split."""
+
+    def split_forward(self, module, x):
+        plain = next(c for c in type(module).__mro__ if c in (torch.nn.Conv2d, torch.nn.Conv3d))
+        return plain.forward(module, x)
+
+
+class _AttentionHook(_SplitHook):
+    """A spatial attention: its queries stay this rank's tokens, its keys and values come from every rank (softmax is
+    per query, so this is exact, and the projections before it compute only this rank's tokens)."""
+
+    def split_forward(self, module, *args, **kwargs):
         with _KeysFromEveryRank(self.split.group):
             return self.fn_ref.original_forward(*args, **kwargs)
 
