@@ -9,6 +9,7 @@ own code untouched. Which classes are proven, and how each pads, is data: `vae_s
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -84,6 +85,8 @@ def apply_vae_split(vae: torch.nn.Module, group: UlyssesGroup) -> bool:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_NormHook(split), _HOOK)
         elif type(module).__name__ in spec.attention:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_AttentionHook(split), _HOOK)
+        elif type(module).__name__ in spec.linear_attention:
+            HookRegistry.check_if_exists_or_initialize(module).register_hook(_LinearAttentionHook(split), _HOOK)
         elif type(module).__name__ in spec.unchunked:
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_UnchunkedHook(split), _HOOK)
     for name in ("_decode", "_encode"):
@@ -154,6 +157,34 @@ class _AttentionHook(_SplitHook):
     def split_forward(self, module, *args, **kwargs):
         with _KeysFromEveryRank(self.split.group):
             return self.fn_ref.original_forward(*args, **kwargs)
+
+
+class _LinearAttentionHook(_SplitHook):
+    """Sana's multiscale linear attention (AutoencoderDC): its key-value products, `[B, heads, D + 1, D]`, sum over
+    every token, so they are all-reduced. Whether it attends linearly or quadratically follows the whole map's token
+    count (one all-reduce, the same on every rank), not the band's, which can fall below the head size alone."""
+
+    def split_forward(self, module, *args, **kwargs):
+        module.apply_linear_attention = module.apply_quadratic_attention = functools.partial(self._attend, module)
+        try:
+            return self.fn_ref.original_forward(*args, **kwargs)
+        finally:
+            del module.apply_linear_attention, module.apply_quadratic_attention
+
+    def _attend(self, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        # query, key, value: [B, heads, D, N_local]
+        group = self.split.group
+        tokens = torch.tensor([query.shape[-1]], dtype=torch.int64, device=query.device)
+        dist.all_reduce(tokens, group=group.group)
+        if tokens.item() <= module.attention_head_dim:  # the whole map is small: quadratic, over every rank's keys
+            kv = gather_rows(torch.cat([key, value], dim=-2).transpose(-1, -2), group).transpose(-1, -2)
+            key, value = kv.split([key.shape[-2], value.shape[-2]], dim=-2)
+            return type(module).apply_quadratic_attention(module, query, key, value)
+        value = F.pad(value, (0, 0, 0, 1), mode="constant", value=1)  # as diffusers: a row of ones counts the keys
+        scores = torch.matmul(value, key.transpose(-1, -2))  # [B, heads, D + 1, D]: a sum over this band's tokens
+        dist.all_reduce(scores, group=group.group)
+        hidden_states = torch.matmul(scores, query).to(dtype=torch.float32)
+        return hidden_states[:, :, :-1] / (hidden_states[:, :, -1:] + module.eps)
 
 
 class _KeysFromEveryRank(TorchFunctionMode):

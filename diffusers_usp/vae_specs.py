@@ -64,6 +64,8 @@ class VaeSpec:
             `{conv: (above, below)}`: rows the conv's owner pads before calling it.
         encode_unit (`Callable[[nn.Module], int]`):
             The multiple of rows an encoder input is split in.
+        linear_attention (`tuple[str, ...]`):
+            Class names of Sana's multiscale linear attention modules (their key-value sums are all-reduced).
         unchunked (`tuple[str, ...]`):
             Class names of convs whose forward splits its input into chunks by its own size (CogVideoX's
             `CogVideoXSafeConv3d`, over 2 GiB): each band's size differs, so ranks would chunk differently and
@@ -71,6 +73,7 @@ class VaeSpec:
     """
 
     attention: tuple[str, ...] = ()
+    linear_attention: tuple[str, ...] = ()
     unchunked: tuple[str, ...] = ()
     prepads: Callable[[nn.Module], dict[nn.Module, tuple[int, int]]] = standard_prepads
     encode_unit: Callable[[nn.Module], int] = compression
@@ -91,6 +94,7 @@ SPECS: dict[str, VaeSpec] = {
     "AutoencoderKLHunyuanVideo15": VaeSpec(attention=("HunyuanVideo15AttnBlock",)),
     # reflect-padded decoder convs: the edge ranks reflect their own rows
     "AutoencoderKLLTX2Video": VaeSpec(),
+    "AutoencoderDC": VaeSpec(linear_attention=("SanaMultiscaleLinearAttention",)),
     "AutoencoderKLMochi": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
 }
 
@@ -99,6 +103,4 @@ SPECS: dict[str, VaeSpec] = {
 NOT_SPLIT: dict[str, str] = {
     "AutoencoderKLAllegro": "diffusers 0.42 decodes and encodes it only tiled (its `_decode` raises without tiling), "
     "and tiles are not spread over the ranks yet",
-    "AutoencoderDC": "the linear attention of its EfficientViT stages sums keys and values over the whole map: it "
-    "needs one all-reduce of those sums, not written yet",
 }

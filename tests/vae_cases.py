@@ -125,6 +125,18 @@ def _ltx2():
     )  # fmt: skip
 
 
+def _dc():
+    from diffusers import AutoencoderDC
+
+    blocks = ("ResBlock", "EfficientViTBlock", "EfficientViTBlock")
+    return AutoencoderDC(
+        latent_channels=4, attention_head_dim=2, encoder_block_types=blocks, decoder_block_types=blocks,
+        encoder_block_out_channels=(8, 8, 8), decoder_block_out_channels=(8, 8, 8),
+        encoder_qkv_multiscales=((), (5,), (5,)), decoder_qkv_multiscales=((), (5,), (5,)),
+        encoder_layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
+    )  # fmt: skip
+
+
 CASES: dict[str, VaeCase] = {
     "AutoencoderKL": VaeCase(_kl, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     # an encoder input that is no multiple of the downsampling factor: the last band takes the 2 extra rows
@@ -136,6 +148,7 @@ CASES: dict[str, VaeCase] = {
     "AutoencoderKLCogVideoX": VaeCase(_cogvideox, (1, 4, 2, ROWS, 4), (1, 3, 3, 4 * ROWS, 16)),
     "AutoencoderKLHunyuanVideo15": VaeCase(_hunyuan_video15, (1, 4, 2, ROWS, 4), (1, 3, 5, 8 * ROWS, 16)),
     "AutoencoderKLLTX2Video": VaeCase(_ltx2, (1, 4, 2, ROWS, 4), (1, 3, 9, 8 * ROWS, 16)),
+    "AutoencoderDC": VaeCase(_dc, (1, 4, ROWS, 5), (1, 3, 4 * ROWS, 20)),
     "AutoencoderKLMochi": VaeCase(_mochi, (1, 4, 1, ROWS, 2), (1, 3, 1, 8 * ROWS, 16)),
     "AutoencoderKLLTXVideo": VaeCase(_ltx, (1, 4, 2, ROWS, 4), (1, 3, 9, 4 * ROWS, 16)),
 }
