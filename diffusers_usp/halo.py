@@ -112,7 +112,8 @@ def conv_rows(
     parts = [x.narrow(-2, 0, prepad[0]) if first else got_above]
     parts.append(rows if last or below >= 0 else rows.narrow(-2, 0, h + below))
     parts.append(x.narrow(-2, x.shape[-2] - prepad[1], prepad[1]) if last else got_below)
-    x = torch.cat([t for t in parts if t is not None and t.shape[-2] > 0], dim=-2)
+    parts = [t for t in parts if t is not None and t.shape[-2] > 0]
+    x = torch.cat(parts, dim=-2) if len(parts) > 1 else parts[0]  # a 1x1 conv needs no halo: no copy
     # The conv's own padding: edge rows in its padding mode on the edge ranks only; other dims as the conv pads them.
     spatial = x.dim() - 2
     pad = [0] * (2 * spatial)  # F.pad order: last dim first

@@ -118,10 +118,8 @@ def parallelize(
         # collective (every rank calls parallelize in the same order), and made once per timeout
         group = reused(("world", timeout), lambda: dist.new_group(timeout=timeout))
         sequence = ulysses_group(group)
-    if is_autoencoder(pipe_or_transformer) or vae:  # all ranks of the group decode: CFG halves hold the same latents
-        for autoencoder in vae_components(pipe_or_transformer):
-            apply_vae_split(autoencoder, ulysses_group(group))
-    if is_autoencoder(pipe_or_transformer):
+    if is_autoencoder(pipe_or_transformer):  # split by rows over all ranks of the group, whatever `vae` says
+        apply_vae_split(pipe_or_transformer, ulysses_group(group))
         return pipe_or_transformer
     for transformer, required in _models(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
@@ -165,6 +163,8 @@ def parallelize(
         if cfg is not None:  # outermost: it decides which CFG group runs a call before any hook above splits it
             apply_cfg_parallel(transformer, cfg, plan, check_inputs, warn=required)
         transformer._usp_sequence = state
+    for autoencoder in vae_components(pipe_or_transformer) if vae else []:
+        apply_vae_split(autoencoder, ulysses_group(group))  # all ranks: the CFG halves hold the same latents
     return pipe_or_transformer
 
 

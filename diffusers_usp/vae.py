@@ -63,6 +63,8 @@ def vae_components(obj) -> list[torch.nn.Module]:
 def apply_vae_split(vae: torch.nn.Module, group: UlyssesGroup) -> bool:
     """Split `vae`'s decode and encode by rows across `group`. Returns `False`, after a warning given once per class,
     for a class without a spec (it then runs whole on every rank, as before)."""
+    if group.size == 1:  # one process: nothing to split, nothing to warn about
+        return False
     spec = SPECS.get(type(vae).__name__)
     if spec is None:
         _warn_once(
@@ -72,8 +74,8 @@ def apply_vae_split(vae: torch.nn.Module, group: UlyssesGroup) -> bool:
             f"every rank (split: {', '.join(sorted(SPECS))}).",
         )
         return False
-    if getattr(vae, "_usp_vae", None) is not None or group.size == 1:
-        return group.size > 1
+    if getattr(vae, "_usp_vae", None) is not None:
+        return True
     prepads = spec.prepads(vae)
     convs = [m for m in vae.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
     halo = max([max(conv_halo(c, prepads.get(c, (0, 0)))) for c in convs], default=0)
