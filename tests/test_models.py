@@ -10,6 +10,7 @@ import cases
 import pytest
 import torch
 import zoo
+from tables import check_table
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 RESULTS: dict[tuple[str, int], tuple[float, dict[str, int]]] = {}
@@ -130,8 +131,4 @@ def test_models_table_is_current(request):
     missing = [p for p in PARAMS if p not in RESULTS] + [p for p in RING_PARAMS if p not in RING_RESULTS]
     if missing:
         pytest.skip(f"{len(missing)} parity cases did not run or failed (e.g. {missing[0]}); run the whole file")
-    table = _table()
-    if request.config.getoption("--update-models-table"):
-        TABLE.write_text(table)
-    assert TABLE.exists(), "docs/models.md is missing: run with --update-models-table"
-    assert _static(TABLE.read_text()) == _static(table), "docs/models.md is stale: run with --update-models-table"
+    check_table(request, TABLE, _table(), _static)

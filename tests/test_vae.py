@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vae_cases
+from tables import check_table
 
 from diffusers_usp.vae_specs import NOT_SPLIT, SPECS
 
@@ -119,8 +120,4 @@ def test_vaes_table_is_current(request):
     missing = [(n, w) for n, c in vae_cases.CASES.items() for w in c.worlds if (n, w) not in RESULTS]
     if missing:
         pytest.skip(f"{len(missing)} cases did not run or failed (e.g. {missing[0]}); run the whole file")
-    table = _table()
-    if request.config.getoption("--update-models-table"):
-        TABLE.write_text(table)
-    assert TABLE.exists(), "docs/vaes.md is missing: run with --update-models-table"
-    assert _static(TABLE.read_text()) == _static(table), "docs/vaes.md is stale: run with --update-models-table"
+    check_table(request, TABLE, _table(), _static)
