@@ -4,7 +4,9 @@ A diffusers or torch upgrade that moves one of them breaks `tests/test_compat.py
 with the touch's name, instead of a forward deep inside a pipeline. The one exception is `caches.py`, which replaces
 two private methods of diffusers' cache hooks (First Block Cache's decision, MagCache's calibration step) by versions
 that reduce their statistics across ranks: it names them in its `PATCHES` table, checked by
-`tests/test_caches.py::test_private_names_exist`.
+`tests/test_caches.py::test_private_names_exist`. And `vae.py` wraps, per instance, an autoencoder's `_decode` and
+`_encode` and each conv's `_conv_forward` (the input after its owning module padded it): `tests/test_compat.py`
+checks those names.
 """
 
 from __future__ import annotations

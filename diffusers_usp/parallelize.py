@@ -22,6 +22,7 @@ from .processor import USPProcessor
 from .role import AttentionRole
 from .sequence import SequenceState
 from .sharding import apply_sequence_sharding, remove_sequence_sharding
+from .vae import apply_vae_split, is_autoencoder, remove_vae_split, vae_components
 from .weights import apply_weight_sharding, remove_weight_sharding
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ def parallelize(
     timeout: timedelta | None = DEFAULT_TIMEOUT,
     check_inputs: bool = True,
     shard_weights: bool = False,
+    vae: bool = True,
 ) -> T:
     """Run a diffusers transformer with Ulysses sequence parallelism across the ranks of `group`.
 
@@ -52,7 +54,8 @@ def parallelize(
     Args:
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
             A pipeline (its `transformer`, `transformer_2`, ... components are parallelized, and its `controlnet`
-            where a plan exists; any other ControlNet runs whole on every rank, with a warning) or a transformer.
+            where a plan exists; any other ControlNet runs whole on every rank, with a warning; its `vae`, see `vae`),
+            a transformer, or an autoencoder (its decode and encode split by rows, see docs/vaes.md).
         ring_degree (`int`, defaults to 1):
             The number of Ulysses groups that split one sequence as a ring: the ranks sharing a sequence form
             `ring_degree` groups of `world // ring_degree` consecutive ranks each. Every attention then runs Ulysses
@@ -84,6 +87,10 @@ def parallelize(
             one sequence, with FSDP2: each rank stores 1/P of them, and each block's weights are gathered just before
             it runs (prefetched one block ahead) and freed after. For models that do not fit one device; inference
             only. docs/launching.md ("When to shard the weights") has the memory per model and the limits.
+        vae (`bool`, defaults to `True`):
+            Also split the pipeline's VAE (its decode and encode) by rows across all ranks of the group, exactly
+            (docs/vaes.md lists the classes; any other runs whole on every rank, with a warning). `False` leaves it
+            whole. A bare autoencoder given as `pipe_or_transformer` is split whatever this says.
 
     Returns:
         Its argument, parallelized in place. `remove_parallelism` undoes it.
@@ -104,6 +111,9 @@ def parallelize(
         # collective (every rank calls parallelize in the same order), and made once per timeout
         group = reused(("world", timeout), lambda: dist.new_group(timeout=timeout))
         sequence = resolve_group(group)
+    if is_autoencoder(pipe_or_transformer):  # split by rows over all ranks of the group, whatever `vae` says
+        apply_vae_split(pipe_or_transformer, resolve_group(group))
+        return pipe_or_transformer
     for transformer, required in models_of(pipe_or_transformer):
         if getattr(transformer, "_usp_sequence", None) is not None:  # already parallelized
             degree = 2 if cfg_axis(transformer) is not None else 1
@@ -149,6 +159,8 @@ def parallelize(
         transformer._usp_sequence = state
     if shard_weights:  # after the hooks above: FSDP2's gather runs around them, in the module's __call__
         apply_weight_sharding(pipe_or_transformer, [m for m, _ in models_of(pipe_or_transformer)])
+    for autoencoder in vae_components(pipe_or_transformer) if vae else []:
+        apply_vae_split(autoencoder, resolve_group(group))  # all ranks: the CFG halves hold the same latents
     return pipe_or_transformer
 
 
@@ -161,11 +173,15 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
 
     Args:
         pipe_or_transformer (`DiffusionPipeline` or `ModelMixin`):
-            What was given to `parallelize`: a pipeline (its transformers and ControlNets) or one model.
+            What was given to `parallelize`: a pipeline (its transformers, ControlNets and VAE) or one model.
 
     Returns:
         Its argument.
     """
+    for autoencoder in vae_components(pipe_or_transformer):
+        remove_vae_split(autoencoder)
+    if is_autoencoder(pipe_or_transformer):
+        return pipe_or_transformer
     remove_weight_sharding(pipe_or_transformer, [m for m, _ in models_of(pipe_or_transformer)])
     for model, _ in models_of(pipe_or_transformer):
         registry = hook_registry(model)

@@ -173,3 +173,16 @@ def test_cache_block_registry():
     metadata = TransformerBlockRegistry.get(FluxTransformerBlock)
     assert hasattr(metadata, "return_hidden_states_index")
     assert callable(TransformerBlockRegistry.register)
+
+
+def test_vae_split_wrap_points_exist():
+    """The VAE split wraps `_decode`/`_encode` of diffusers' autoencoders and `_conv_forward(x, weight, bias)` of
+    torch's convs, per instance."""
+    import inspect
+
+    from diffusers import AutoencoderKL, AutoencoderKLWan
+
+    for cls in (AutoencoderKL, AutoencoderKLWan):
+        assert callable(cls._decode) and callable(cls._encode)
+    for conv in (torch.nn.Conv2d, torch.nn.Conv3d):
+        assert list(inspect.signature(conv._conv_forward).parameters) == ["self", "input", "weight", "bias"]

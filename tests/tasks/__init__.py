@@ -8,6 +8,6 @@ inputs without communicating, and returns numbers or tensors for the test to com
   coverage zoo, compile, failures, memory;
 - `cfg`: CFG parallel; `ring`: ring attention; `dense`: masks over the whole sequence; `routing`: which kernel
   calls reach the core, and their refusals; `caches`: step caches in step; `inputs`: the per-forward input check;
-  `works_with`: what users stack on a pipeline (docs/works_with.md); `weights`: sharded weights;
+  `works_with`: what users stack on a pipeline (docs/works_with.md); `weights`: sharded weights; `vae`: the VAE split;
 - `launched`: run as a script under `accelerate launch`: every tiny pipeline, then every example.
 """
