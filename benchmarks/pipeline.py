@@ -16,6 +16,7 @@ Writes `--out` (JSON, records merged by workload, mode, world and VAE split) and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if state.is_main_process:
                 print(json.dumps(rec), flush=True)
             del pipe, encode
+            gc.collect()  # the hook registries hold reference cycles: free this pipeline before building the next
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if state.is_main_process:

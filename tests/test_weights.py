@@ -57,8 +57,9 @@ def test_shard_weights(world, pools, references):
         assert "CUDA graphs" in got["graphs_error"] and "shard_weights" in got["graphs_error"], where
         assert got["removed_class"] == "FluxTransformer2DModel,FluxTransformerBlock", where
         assert got["removed_same"], where
-        assert np.array_equal(got["flux_removed"], ref["flux"]), where
-        assert np.array_equal(got["flux_removed_unused"], ref["flux"]), where
+        # Bit for bit against the whole model on the same rank (another process's threads may reassociate sums).
+        assert np.array_equal(got["flux_removed"], got["flux_whole"]), where
+        assert np.array_equal(got["flux_removed_unused"], got["flux_whole"]), where
         assert np.abs(got["t5"]["sharded"] - ref["t5"]).max() <= TOL, where
         assert got["t5"]["tied_after_remove"], where
         assert np.abs(got["lora"] - ref["lora"]).max() <= TOL, where

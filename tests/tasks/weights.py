@@ -78,9 +78,11 @@ def all_cases() -> dict:
     out["flux_usp"] = _flux()
     model = tiny.tiny_flux_transformer()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    inputs = flux_inputs()
+    with torch.no_grad():  # the whole model on this rank, for the bit-for-bit check after remove_parallelism
+        out["flux_whole"] = model(**inputs, return_dict=False)[0].numpy()
     parallelize(model, shard_weights=True)
     out["flux_fractions"] = shard_fraction(model)
-    inputs = flux_inputs()
     with torch.no_grad():
         out["flux_sharded"] = model(**inputs, return_dict=False)[0].numpy()
     with torch.inference_mode():  # FSDP2 under inference_mode too, and a second call (gathers, frees, gathers again)
