@@ -1,4 +1,5 @@
-"""Collectives per forward, counted from torch profiler events: the headline claim."""
+"""Collectives per forward, counted from the c10d ops torch.distributed dispatches (`tasks.core.CollectiveCounter`,
+the profiler's gloo events by name): the headline claim."""
 
 import pytest
 from tasks import core as cases

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.profiler import profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from diffusers_usp import USPProcessor, parallelize
 from diffusers_usp.comm import exchange_qkv, head_split, pack_qkv, unpack_qkv
@@ -38,12 +39,48 @@ def reference(model: str, shape: dict, **config) -> torch.Tensor:
 
 
 def gloo_events(prof) -> dict[str, int]:
-    """Collective events recorded by the profiler: one `gloo:<op>` event per collective, whichever API issued it."""
+    """Collective events recorded by the profiler: one `gloo:<op>` event per collective, whichever API issued it (or,
+    from a `CollectiveCounter`, its counts under the same names)."""
+    if isinstance(prof, CollectiveCounter):
+        return dict(prof.counts)
     counts: dict[str, int] = {}
     for event in prof.events():
         if event.name.startswith("gloo:"):
             counts[event.name] = counts.get(event.name, 0) + 1
     return counts
+
+
+# The c10d dispatcher ops that torch.distributed's eager collectives call, under the names gloo gives their profiler
+# events.
+_GLOO_EVENT = {
+    "alltoall_base_": "gloo:all_to_all",
+    "alltoall_": "gloo:all_to_all",
+    "_allgather_base_": "gloo:all_gather",
+    "allgather_": "gloo:all_gather",
+    "allgather_into_tensor_coalesced_": "gloo:all_gather",
+    "allreduce_": "gloo:all_reduce",
+    "broadcast_": "gloo:broadcast",
+    "send": "gloo:send",
+    "recv_": "gloo:recv",
+}
+
+
+class CollectiveCounter(TorchDispatchMode):
+    """Counts the collectives a forward issues, as `gloo_events` names them, from the c10d ops torch.distributed
+    dispatches. The same counts as the profiler's events (docs/models.md's columns, generated before with the
+    profiler, check that), at a fraction of its cost: the profiler records every op of the forward, 10 to 100 times a
+    tiny model's own time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "c10d":
+            op = str(func).split(".")[1]  # "c10d.alltoall_base_.default"
+            name = _GLOO_EVENT.get(op, f"c10d:{op}")
+            self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
 
 
 def run_model(model: str, shape: dict, mode: str = "parallelize", calls: int = 1, ring_degree: int = 1, **config):
@@ -58,7 +95,7 @@ def run_model(model: str, shape: dict, mode: str = "parallelize", calls: int = 1
         with torch.no_grad():
             for _ in range(calls - 1):
                 transformer(**inputs, return_dict=False)
-            with profile() as prof:
+            with CollectiveCounter() as prof:
                 out = transformer(**inputs, return_dict=False)[0]
     return out, gloo_events(prof), [str(w.message) for w in caught if "USPProcessor" in str(w.message)]
 
@@ -204,7 +241,7 @@ def zoo_run(name: str, ring_degree: int = 1) -> tuple[torch.Tensor, dict[str, in
     with torch.no_grad():
         model(**inputs, return_dict=False)
         calls[0] = 0
-        with profile() as prof:
+        with CollectiveCounter() as prof:
             out = model(**inputs, return_dict=False)[0]
     return (torch.stack(out) if isinstance(out, list) else out), gloo_events(prof), calls[0]
 
