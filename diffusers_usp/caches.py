@@ -147,7 +147,7 @@ class CacheSyncHook(ModelHook):
                 "of its module or splits the batch into its CFG halves itself, and each CFG group sees only its own "
                 "calls or half. Use First Block Cache, MagCache or TaylorSeer, or parallelize without cfg_degree."
             )
-        context = cfg._context_name()
+        context = cfg.context_name()
         if (
             computes is Computes.BOTH and context in cfg.one_group
         ):  # both groups compute a branch only one group followed

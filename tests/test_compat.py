@@ -123,10 +123,10 @@ def test_cache_context_reaches_the_cfg_hook_by_public_state_manager():
     model = _Cached(2, 2)
     hook = CFGHook(Group(None, 0, 2), {}, check_inputs=False, warn=False)
     HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, "usp_cfg")
-    assert hook._context_name() is None
+    assert hook.context_name() is None
     with model.cache_context("uncond"):
-        assert hook._context_name() == "uncond"
-    assert hook._context_name() is None
+        assert hook.context_name() == "uncond"
+    assert hook.context_name() is None
 
 
 def test_native_cp_plan_and_default_processor_class():

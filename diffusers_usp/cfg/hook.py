@@ -93,7 +93,7 @@ class CFGHook(ModelHook):
         step = self._begin(module, args, kwargs)
         self.computes = step.computes
         if step.computes is Computes.ONE_GROUP:
-            self.one_group.add(self._context_name())
+            self.one_group.add(self.context_name())
         output = self.fn_ref.original_forward(*step.args, **step.kwargs) if step.compute else None
         return self._finish(step, output)
 
@@ -110,7 +110,7 @@ class CFGHook(ModelHook):
                 checksums([x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]), self.axis
             )
             self.checked = True
-        name = self._context_name()
+        name = self.context_name()
         if name == "cond":
             return self.sequential.first(args, kwargs)
         if name == "uncond":
@@ -131,7 +131,7 @@ class CFGHook(ModelHook):
     def _finish(self, step: Step, output):
         return step.finish(output)
 
-    def _context_name(self) -> str | None:
+    def context_name(self) -> str | None:
         try:
             return self.context.context.name
         except ValueError:  # no cache context set: diffusers' `StateManager.context` says so by raising
