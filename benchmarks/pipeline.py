@@ -20,7 +20,7 @@ import gc
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: use this checkout's diffusers_usp
@@ -222,14 +222,16 @@ def generate(pipe, encode, w: Workload, device: torch.device) -> dict:
 
 
 def markdown(records: list[dict]) -> str:
-    rows = ["| workload | mode | world | VAE split | prompt | denoise | VAE decode | total | VAE share | peak GiB |",
-            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| workload | steps | mode | world | VAE split | VAE tiling | prompt | denoise | VAE decode | total "
+            "| VAE share | peak GiB | device |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in records:
         s = r["stages"]
         peak = max((v["peak_gib"] or 0) for v in s.values())
-        rows.append(f"| {r['workload']} | {r['mode']} | {r['world']} | {r['vae_split']} | {s['prompt']['s']:.2f} s | "
+        steps, tiling = r.get("steps", ""), r.get("vae_tiling", False)
+        rows.append(f"| {r['workload']} | {steps} | {r['mode']} | {r['world']} | {r['vae_split']} | {tiling} | "
+                    f"{s['prompt']['s']:.2f} s | "
                     f"{s['denoise']['s']:.2f} s | {s['vae_decode']['s']:.2f} s | {s['total']['s']:.2f} s | "
-                    f"{s['vae_decode']['s'] / s['total']['s']:.0%} | {peak:.1f} |")  # fmt: skip
+                    f"{s['vae_decode']['s'] / s['total']['s']:.1%} | {peak:.1f} | {r['device']} |")  # fmt: skip
     return "\n".join(rows) + "\n"
 
 
@@ -240,6 +242,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--vae-split", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--tiny", action="store_true", help="the tiny workloads, on CPU in float32")
     parser.add_argument("--repeat", type=int, default=1, help="timed calls after one warm-up call (0: one call)")
+    parser.add_argument("--steps", type=int, default=None, help="override the workloads' step counts")
+    parser.add_argument("--vae-tiling", action="store_true", help="`pipe.vae.enable_tiling()` (as HunyuanVideo's docs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pipeline.json"))
     args = parser.parse_args(argv)
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -251,13 +255,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for mode in args.modes:
             if mode == "stock" and state.num_processes > 1:
                 continue  # stock diffusers runs on one process
-            pipe, encode = build(WORKLOADS[name], device, dtype)
+            w = WORKLOADS[name]
+            if args.steps is not None:
+                w = replace(w, call={**w.call, "num_inference_steps": args.steps})
+            pipe, encode = build(w, device, dtype)
+            if args.vae_tiling:
+                pipe.vae.enable_tiling()
             if mode == "usp":
                 diffusers_usp.parallelize(pipe, vae=args.vae_split)
-            runs = [generate(pipe, encode, WORKLOADS[name], device) for _ in range(1 + args.repeat)]
+            runs = [generate(pipe, encode, w, device) for _ in range(1 + args.repeat)]
             runs = runs[1:] or runs
             best = min(runs, key=lambda r: r["total"]["s"])
-            rec = dict(workload=name, mode=mode, world=state.num_processes, vae_split=args.vae_split and mode == "usp",
+            rec = dict(workload=name, steps=w.call["num_inference_steps"], vae_tiling=args.vae_tiling, mode=mode,
+                       world=state.num_processes, vae_split=args.vae_split and mode == "usp",
                        device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                        stages=best)  # fmt: skip
             records.append(rec)
@@ -269,7 +279,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 torch.cuda.empty_cache()
     if state.is_main_process:
         old = json.loads(args.out.read_text())["records"] if args.out.exists() else []
-        key = lambda r: (r["workload"], r["mode"], r["world"], r["vae_split"], r["device"])  # noqa: E731
+        key = lambda r: (
+            r["workload"],
+            r.get("steps"),
+            r.get("vae_tiling", False),
+            r["mode"],
+            r["world"],
+            r["vae_split"],
+            r["device"],
+        )  # noqa: E731
         merged = {key(r): r for r in old + records}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"records": list(merged.values())}, indent=1))
