@@ -34,28 +34,29 @@ def tiny_sana_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **o
 
 
 def tiny_sana_vae() -> AutoencoderDC:
-    """Tiny random `AutoencoderDC` (3 stages: scale factor 4, multiscale linear attention in the last two)."""
-    blocks = ("ResBlock", "EfficientViTBlock", "EfficientViTBlock")
+    """Tiny random `AutoencoderDC` (6 stages: scale factor 32 as Sana's DC-AE, which `SanaPipeline` requires of the
+    image size; multiscale linear attention in the last two)."""
+    blocks = ("ResBlock",) * 4 + ("EfficientViTBlock",) * 2
     return AutoencoderDC(
         in_channels=3,
         latent_channels=SANA_LATENT_CHANNELS,
         attention_head_dim=2,
         encoder_block_types=blocks,
         decoder_block_types=blocks,
-        encoder_block_out_channels=(8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8),
-        encoder_qkv_multiscales=((), (5,), (5,)),
-        decoder_qkv_multiscales=((), (5,), (5,)),
-        encoder_layers_per_block=(1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1),
+        encoder_block_out_channels=(8,) * 6,
+        decoder_block_out_channels=(8,) * 6,
+        encoder_qkv_multiscales=((),) * 4 + ((5,),) * 2,
+        decoder_qkv_multiscales=((),) * 4 + ((5,),) * 2,
+        encoder_layers_per_block=(1,) * 6,
+        decoder_layers_per_block=(1,) * 6,
         scaling_factor=0.41407,  # Sana's DC-AE f32c32 value; keeps the latent (un)scaling path live
     )
 
 
 def tiny_sana_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> SanaPipeline:
-    """Tiny `SanaPipeline` without text encoder (pass `tiny_sana_prompt_embeds`), image sizes multiples of 4.
+    """Tiny `SanaPipeline` without text encoder (pass `tiny_sana_prompt_embeds`), image sizes multiples of 32.
 
-    The VAE has 3 stages, so `pipe.vae_scale_factor == 4`: a 24x16 image gives 6x4 latents, 24 tokens. Call it with
+    `pipe.vae_scale_factor == 32`: a 128x96 image gives 4x3 latents, 12 tokens in 4 rows. Call it with
     `use_resolution_binning=False` (binning snaps sizes to the real model's aspect-ratio table).
 
     Args:
