@@ -6,6 +6,9 @@ The wrapped processor keeps doing what diffusers wrote it to do: projections, no
 kernel call reaches this class is `intercept.py`'s business. Only kernel calls written in the processor's `__call__`
 are routed; a sharded or cross module whose processor attends through a helper function instead raises after the
 call (a per-call count of routed kernel calls), rather than return attention over this rank's tokens only.
+
+Linear attention processors (Sana's) make no kernel call at all: they are routed by class to `linear_attention.py`,
+whose copy of their math takes its key-value sums through `_token_sum` (one all-reduce when the keys are sharded).
 """
 
 from __future__ import annotations
