@@ -39,21 +39,24 @@ def all_reduce_token_sum(partial: torch.Tensor, group: Group) -> torch.Tensor:
     return total
 
 
+def _project(attn, hidden_states, encoder_hidden_states):
+    """Query, key, value `[B, S_local, H*D]`, with the module's QK norms, as both processors project them."""
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return query, key, value
+
+
 def sana_linear_attention_2_0(
     processor, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *, token_sum: TokenSum
 ) -> torch.Tensor:
     """`SanaLinearAttnProcessor2_0.__call__` (Sana) with its key sums completed by `token_sum`. Its padding row of
     ones puts `sum_j k_j` in the last row of `V^T K` (`[B, H, D + 1, D]`), so one buffer carries both sums."""
     original_dtype = hidden_states.dtype
-    if encoder_hidden_states is None:
-        encoder_hidden_states = hidden_states
-    query = attn.to_q(hidden_states)
-    key = attn.to_k(encoder_hidden_states)
-    value = attn.to_v(encoder_hidden_states)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if attn.norm_k is not None:
-        key = attn.norm_k(key)
+    query, key, value = _project(attn, hidden_states, encoder_hidden_states)
     # [B, S_local, H*D] -> query, value [B, H, D, S_local]; key [B, H, S_local, D]
     query = query.transpose(1, 2).unflatten(1, (attn.heads, -1))
     key = key.transpose(1, 2).unflatten(1, (attn.heads, -1)).transpose(2, 3)
@@ -95,15 +98,7 @@ def sana_linear_attention_3_0(
     denominator sums the keys before RoPE and its numerator uses them after, so the two sums are packed side by
     side (`[B, H, D, D + 1]`) into one all-reduce."""
     original_dtype = hidden_states.dtype
-    if encoder_hidden_states is None:
-        encoder_hidden_states = hidden_states
-    query = attn.to_q(hidden_states)
-    key = attn.to_k(encoder_hidden_states)
-    value = attn.to_v(encoder_hidden_states)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if attn.norm_k is not None:
-        key = attn.norm_k(key)
+    query, key, value = _project(attn, hidden_states, encoder_hidden_states)
     # [B, S_local, H*D] -> [B, S_local, H, D]
     query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
     query, key = F.relu(query), F.relu(key)
