@@ -68,3 +68,11 @@ def test_fewer_rows_than_ranks_is_refused_on_every_rank(pools, cls, mode, world)
     need rows from two ranks away, or one rank raising while the others wait in a collective."""
     messages = pools(world).run(sana_cases.sana_refused, cls, mode)
     assert all("fewer than the" in m and "ranks sharing them" in m for m in messages), messages
+
+
+def test_pipeline_with_cfg_parallel_and_heads_only(pools):
+    """Catches the row split or the key-value all-reduce taking the wrong group when CFG parallel halves the ranks
+    (cfg 2 x 2 ranks: each half must reduce over its own two ranks only), and a bare `USPProcessor()` (sequence whole
+    on every rank) reducing sums that are already whole."""
+    for cfg_err, heads_err in pools(4).run(sana_cases.sana_pipeline_cfg_and_heads, 2):
+        assert cfg_err <= 1e-5 and heads_err <= 1e-5, (cfg_err, heads_err)

@@ -96,3 +96,20 @@ def sana_refused(cls: str, mode: str) -> str:
     except ValueError as err:
         return str(err)
     return ""
+
+
+def sana_pipeline_cfg_and_heads(cfg_degree: int) -> tuple[float, float]:
+    """The tiny Sana pipeline's two steps under `parallelize(pipe, cfg_degree=...)`, and with bare `USPProcessor`s
+    (the heads role: the sequence whole on every rank), each as max abs error against the pipeline run whole."""
+    import numpy as np
+
+    from diffusers_usp import USPProcessor
+
+    from . import launched
+
+    want = launched.run("sana", launched.build("sana"))
+    got = launched.run("sana", parallelize(launched.build("sana"), cfg_degree=cfg_degree))
+    pipe = launched.build("sana")
+    pipe.transformer.set_attn_processor({k: USPProcessor(p) for k, p in pipe.transformer.attn_processors.items()})
+    heads = launched.run("sana", pipe)
+    return float(np.abs(got - want).max()), float(np.abs(heads - want).max())
