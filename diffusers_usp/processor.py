@@ -6,10 +6,14 @@ The wrapped processor keeps doing what diffusers wrote it to do: projections, no
 kernel call reaches this class is `intercept.py`'s business. Only kernel calls written in the processor's `__call__`
 are routed; a sharded or cross module whose processor attends through a helper function instead raises after the
 call (a per-call count of routed kernel calls), rather than return attention over this rank's tokens only.
+
+Linear attention processors (Sana's) make no kernel call at all: they are routed by class to `linear_attention.py`,
+whose copy of their math takes its key-value sums through `_token_sum` (one all-reduce when the keys are sharded).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from enum import Enum
 from typing import Any
@@ -22,6 +26,7 @@ from .attention import cross_attention, head_parallel_attention, sharded_attenti
 from .compat import default_processor_class, forwarded_attention_backend
 from .groups import Group, resolve_group
 from .intercept import context_index, functional_with_sdpa, qualname, rebind, with_signature_of
+from .linear_attention import LINEAR_PROCESSORS, all_reduce_token_sum
 from .role import AttentionRole
 
 
@@ -162,7 +167,22 @@ class USPProcessor:
         return inner
 
     def _rebind(self, fn):
+        linear = LINEAR_PROCESSORS.get(f"{fn.__module__}.{fn.__qualname__.rpartition('.')[0]}")
+        if linear is not None:  # no kernel call to intercept: its key sums go through `_token_sum`
+            return functools.partial(linear, token_sum=self._token_sum)
         return rebind(fn, self._dispatch, self._functional)
+
+    def _token_sum(self, partial: torch.Tensor) -> torch.Tensor:
+        """The kernel entry of linear attention (`linear_attention.py`): `partial`, a sum over this call's keys,
+        completed over every rank's keys when they are sharded (one all-reduce over the whole sequence group, ring
+        layouts included)."""
+        group = self._group if self._group is not None else resolve_group(self._group_arg)
+        if group.size == 1 or self._heads:  # the sequence is whole on every rank: so are the sums
+            return partial
+        self._kernel_calls += 1
+        if self._cross and not self._self_attends:  # keys every rank holds whole
+            return partial
+        return all_reduce_token_sum(partial, group)
 
     # -- the two kernel entry points --------------------------------------------------------------------------------
 

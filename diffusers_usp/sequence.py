@@ -29,7 +29,9 @@ class SequenceState:
 
     Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
     `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
-    tokens that were split instead; `lengths`, the lengths of the sequences that were split.
+    tokens that were split instead; `lengths`, the lengths of the sequences that were split; `chunks`, every rank's
+    token count when the sequence was split in whole rows or frames of its grid (`grid.py`) rather than as
+    `torch.tensor_split` splits it.
     """
 
     group: Group
@@ -41,6 +43,7 @@ class SequenceState:
     replicated: int = 0
     text: int = 0
     lengths: set[int] = field(default_factory=set)
+    chunks: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if (self.ring is None) != (self.ulysses is None):
@@ -56,6 +59,11 @@ class SequenceState:
     def reset(self) -> None:
         self.replicated = self.text = 0
         self.lengths.clear()
+        self.chunks = None
+
+    def sizes(self, total: int) -> tuple[int, ...]:
+        """Every rank's count of the `total` tokens of the split sequence."""
+        return self.chunks if self.chunks is not None else chunk_sizes(total, self.group.size)
 
     def record_split(self, size: int) -> None:
         """Note a sequence of `size` tokens split in this forward; several can be split only if P divides them."""
@@ -76,7 +84,7 @@ class SequenceState:
                 f"were split so far ({sorted(self.lengths)}): its plan must split exactly one sequence before it."
             )
         (total,) = self.lengths
-        sizes = chunk_sizes(total, self.group.size)
+        sizes = self.sizes(total)
         start = sum(sizes[: self.group.rank])
         return total, start, start + sizes[self.group.rank]
 
@@ -87,6 +95,9 @@ class SequenceState:
 
     def seq_lens(self, joint: bool) -> tuple[int, ...] | None:
         """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count."""
+        if self.chunks is not None:
+            text = self.text // self.group.size if joint else 0
+            return tuple(n + text for n in self.chunks) if len(set(self.chunks)) > 1 else None
         tokens = self.uneven
         if tokens is None:
             return None

@@ -14,6 +14,7 @@ from diffusers.hooks import HookRegistry, ModelHook
 
 from .comm import all_gather_dim, chunk_sizes
 from .compat import ContextParallelOutput, native_parallelism
+from .grid import apply_halo_convs, remove_halo_convs
 from .plans import SequencePlan
 from .plans.base import shard_tensor
 from .sequence import SequenceState
@@ -28,6 +29,8 @@ def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) 
         return x
     tokens = state.uneven
     sizes = chunk_sizes(tokens, group.size) if tokens is not None else None
+    if state.chunks is not None:  # split in whole rows or frames of a token grid (grid.py)
+        sizes = state.chunks if len(set(state.chunks)) > 1 else None
     if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
         raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
     if state.inputs is not None:  # carries this forward's input checksums (inputs.py)
@@ -153,6 +156,7 @@ def apply_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan, st
             else:
                 specs = [entry] if isinstance(entry, ContextParallelOutput) else list(entry)
                 registry.register_hook(GatherHook(specs, state), _GATHER_HOOK.format(path))
+    apply_halo_convs(transformer, plan.halo_convs, state)
 
 
 def remove_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan) -> None:
@@ -163,3 +167,4 @@ def remove_sequence_sharding(transformer: torch.nn.Module, plan: SequencePlan) -
         template = _SPLIT_HOOK if isinstance(entry, dict) else _GATHER_HOOK
         for module in _modules(transformer, path):
             HookRegistry.check_if_exists_or_initialize(module).remove_hook(template.format(path), recurse=False)
+    remove_halo_convs(transformer, plan.halo_convs)

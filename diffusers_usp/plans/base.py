@@ -174,12 +174,17 @@ class SequencePlan:
             modules treat them as a replicated block.
         replicated_front (`bool`):
             Whether joint text tokens precede the sharded tokens in the attention sequence (Flux) or follow them.
+        halo_convs (`tuple[str, ...]`):
+            Glob patterns of conv modules over the token grid whose input's dim -2 is the axis the tokens are split
+            along, in whole rows or frames (`grid.py`): each exchanges a halo of rows with its neighbour ranks before
+            it runs (Sana's depthwise conv, Sana-Video's temporal conv).
     """
 
     split: ContextParallelModelPlan
     cross_attention: tuple[str, ...] = ()
     joint_attention: tuple[str, ...] | None = None
     replicated_front: bool = True
+    halo_convs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not any(

@@ -51,6 +51,14 @@ from .qwenimage import (
     tiny_qwenimage_prompt_embeds,
     tiny_qwenimage_transformer,
 )
+from .sana import (
+    SANA_LATENT_CHANNELS,
+    SANA_TEXT_DIM,
+    tiny_sana_pipeline,
+    tiny_sana_prompt_embeds,
+    tiny_sana_transformer,
+    tiny_sana_vae,
+)
 from .sd3 import (
     SD3_LATENT_CHANNELS,
     SD3_POOLED_DIM,
@@ -86,6 +94,10 @@ __all__ = [  # grouped by family
     "tiny_wan_pipeline",
     "tiny_wan_prompt_embeds",
     "wan_transformer_inputs",
+    "tiny_sana_transformer",
+    "tiny_sana_vae",
+    "tiny_sana_pipeline",
+    "tiny_sana_prompt_embeds",
     "tiny_sd3_transformer",
     "tiny_sd3_pipeline",
     "tiny_sd3_prompt_embeds",
@@ -114,6 +126,8 @@ __all__ = [  # grouped by family
     "WAN_Z_DIM",
     "SD3_TEXT_DIM",
     "SD3_POOLED_DIM",
+    "SANA_LATENT_CHANNELS",
+    "SANA_TEXT_DIM",
     "SD3_LATENT_CHANNELS",
     "COGVIDEOX_TEXT_DIM",
     "COGVIDEOX_LATENT_CHANNELS",

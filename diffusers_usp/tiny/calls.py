@@ -8,12 +8,15 @@ from .flux2 import tiny_flux2_prompt_embeds
 from .hunyuan_video import tiny_hunyuan_video_prompt_embeds
 from .ltx import tiny_ltx_prompt_embeds
 from .qwenimage import tiny_qwenimage_prompt_embeds
+from .sana import tiny_sana_prompt_embeds
 from .sd3 import tiny_sd3_prompt_embeds
 from .wan import tiny_wan_prompt_embeds
 
 # Sizes whose sharded token counts divide by 2, 3, 4, 6 and 8 ranks: flux, flux2 and sd3 48x48 and qwenimage 96x96 have
 # 12x12 = 144 image tokens, wan 96x96x5 has 2x6x6 = 72 patches, cogvideox 32x64x9 has 3x2x4 = 24, ltx 32x32x9 has
 # 3x8x8 = 192 and hunyuan_video 64x64x9 has 3x4x4 = 48 (text tokens need not divide: they can stay replicated).
+# sana 128x96 has 4x3 = 12 latent tokens in 4 rows (split by whole rows: up to 4 ranks); Sana needs sizes divisible by
+# 32, no resolution binning (it snaps sizes to the real model's table), and its negative prompt given as embeddings.
 # Guidance is each pipeline's usual value; Qwen-Image's CFG is `true_cfg_scale`, on because its embeddings include
 # negative ones.
 _CALLS = {
@@ -25,6 +28,10 @@ _CALLS = {
     "qwenimage": (tiny_qwenimage_prompt_embeds, dict(height=96, width=96, true_cfg_scale=4.0)),
     "ltx": (tiny_ltx_prompt_embeds, dict(height=32, width=32, num_frames=9, guidance_scale=3.0)),
     "hunyuan_video": (tiny_hunyuan_video_prompt_embeds, dict(height=64, width=64, num_frames=9, guidance_scale=6.0)),
+    "sana": (
+        tiny_sana_prompt_embeds,
+        dict(height=128, width=96, guidance_scale=4.5, negative_prompt=None, use_resolution_binning=False),
+    ),
 }
 
 
@@ -33,7 +40,7 @@ def tiny_call_kwargs(family: str, device: torch.device | str = "cpu", dtype: tor
 
     Args:
         family (`str`): One of `"flux"`, `"flux2"`, `"wan"`, `"sd3"`, `"cogvideox"`, `"qwenimage"`, `"ltx"`,
-            `"hunyuan_video"`.
+            `"hunyuan_video"`, `"sana"`.
         device (`torch.device` or `str`): Device of the pipeline; the embeddings are moved there.
         dtype (`torch.dtype`): Dtype of the pipeline; the embeddings take it.
     """

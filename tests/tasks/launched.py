@@ -70,6 +70,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
     "hunyuan_video": (tiny.tiny_hunyuan_video_pipeline, tiny.tiny_hunyuan_video_prompt_embeds,
                       dict(height=64, width=64, num_frames=9)),
+    # 4x3 = 12 latent tokens in 4 rows (split by whole rows); CFG batch of 2 with padded prompts; the DC-AE decode
+    # is split by rows too
+    "sana": (tiny.tiny_sana_pipeline, tiny.tiny_sana_prompt_embeds,
+             dict(height=128, width=96, negative_prompt=None, use_resolution_binning=False)),
 }  # fmt: skip
 
 
@@ -88,7 +92,7 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
+EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video", "sana")] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
     ("flux2", ("--shard-weights",)),

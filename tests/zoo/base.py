@@ -33,6 +33,8 @@ class Case:
             `docs/models.md` beside the class); empty when every mode the forward has is supported.
         tiny (`Callable`, *optional*): a `diffusers_usp.tiny` builder (`seed=`, config overrides) whose config this
             case uses, so that it is written once; `config` then holds only overrides.
+        linear (`bool`): its sharded self-attention is linear attention (Sana): one all-reduce of the key-value sums
+            per call over the whole sequence group, and no ring form, so a ring layout makes no ring shifts.
     """
 
     config: dict
@@ -40,6 +42,7 @@ class Case:
     worlds: tuple[int, ...] = (2, 3, 4)
     limits: str = ""
     tiny: Callable[..., torch.nn.Module] | None = None
+    linear: bool = False
 
     def model(self, cls_name: str, seed: int = 0) -> torch.nn.Module:
         """The case's `diffusers.<cls_name>` in eval mode, weights drawn from `seed`."""

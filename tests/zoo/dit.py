@@ -1,5 +1,4 @@
-"""DiT-style coverage cases (DiT, PixArt, HunyuanDiT, the U-Net spatial and temporal transformer blocks), and why
-Sana has none."""
+"""DiT-style coverage cases (DiT, PixArt, HunyuanDiT, the U-Net spatial and temporal transformer blocks)."""
 
 import torch
 from diffusers.models.embeddings import get_2d_rotary_pos_embed
@@ -142,7 +141,4 @@ CASES = {
         inputs=_temporal_inputs,
     ),
 }
-UNSUPPORTED = {
-    "SanaTransformer2DModel": "self-attention is ReLU linear attention computed with matmuls (no SDPA kernel to "
-    "route), and the Mix-FFN's 3x3 depthwise conv mixes neighbouring rows across the sequence split",
-}
+UNSUPPORTED: dict[str, str] = {}
