@@ -86,11 +86,6 @@ CASES["Ideogram4Transformer2DModel"] = Case(
 )
 
 UNSUPPORTED = {
-    "Krea2Transformer2DModel": (
-        "one `position_ids` tensor covers text and image ([T + I, 3]): split with the tokens it would have to become "
-        "[text chunk, image chunk], which no contiguous split gives; and splitting the joint stream as one sequence "
-        "instead needs a gather after the last block (the forward slices the text off right after it)"
-    ),
     "BriaFibo2Transformer2DModel": (
         "the forward builds one [gist, image, context] stream with its RoPE and per-token noise mask, and slices the "
         "image rows off it right after the last block: splitting it as one sequence needs a gather at the last "

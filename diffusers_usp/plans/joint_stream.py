@@ -1,0 +1,31 @@
+"""Joint-stream plans: models whose forward concatenates text and image into one stream before the blocks and
+slices the text off after the last block (Krea 2).
+
+Such a stream is split as one sequence at the first block's input and gathered at the last block's output
+(`"transformer_blocks.-1"` names the last block whatever the depth), so that the forward's own slice after the blocks
+sees the whole stream. Its RoPE table (`[T + I, D]`, built from one `position_ids` covering text and image) is split
+at the rotary module's output, like the stream, and the forward's key-padding mask over the stream (`[B, 1, 1, T + I]`)
+stays whole: the core applies it after the exchange (`attention.sharded_attention`, dense masks), when this rank holds
+every key of its heads. The text refiner that runs before the split attends whole text on every rank (cross role).
+"""
+
+from ..compat import ContextParallelInput, ContextParallelOutput
+from .base import SequencePlan
+
+# Krea 2: `text_fusion` refines the whole prompt on every rank (its layerwise blocks attend over the tapped-layer
+# axis, its refiner blocks over the text); then `cat([text, image])` enters the blocks, whose output is gathered
+# before `hidden_states[:, text_seq_len:]`. The stream splits anywhere (text and image alike), with uneven chunks
+# when P does not divide T + I. The final layer runs on the whole image on every rank (one norm and one linear).
+_KREA2 = SequencePlan(
+    split={
+        "rotary_emb": {
+            0: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
+            1: ContextParallelInput(split_dim=0, expected_dims=2, split_output=True),
+        },
+        "transformer_blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
+        "transformer_blocks.-1": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    },
+    cross_attention=("text_fusion.*",),
+)
+
+PLANS = {"Krea2Transformer2DModel": _KREA2}
