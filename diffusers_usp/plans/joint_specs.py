@@ -1,5 +1,7 @@
 """Plan-language specs for joint text/image sequences, beyond one tensor per argument.
 
+- `SplitFront`: a joint tensor whose first rows are the sequence split earlier in this forward (the image) and whose
+  other rows (the text) stay whole on every rank, at any P: the split of only the image rows of a joint tensor.
 - `BlockCausalFromSegments`, a rule over several arguments at once (a plan key that is a tuple of argument names):
   turns a model's own per-segment description of a block-causal sequence into one `token_mask.BlockCausalMask`,
   which the core applies after the exchange.
@@ -13,10 +15,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
+
+from ..compat import ContextParallelInput
 from ..token_mask import BlockCausalMask
 
 if TYPE_CHECKING:
     from ..sequence import SequenceState
+
+
+@dataclass(frozen=True)
+class SplitFront(ContextParallelInput):
+    """A joint tensor `[image, text]` along `split_dim` whose first rows belong to the sequence split earlier in this
+    forward and whose other rows stay whole on every rank: this rank's rows of that sequence, then all the others.
+
+    For models that build one tensor over image and text inside their forward and carry the text whole through
+    every block: HiDream's RoPE table (`[B, N + T, ...]`, from `cat(img_ids, txt_ids)`) and its single-stream key
+    scale (`[B, N + T]`). The other rows become the replicated block of joint attention, after the sharded tokens
+    (a plan with `replicated_front=False`), whether or not P divides their count.
+    """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        total, start, stop = state.held(name)
+        size = x.shape[self.split_dim]
+        if size < total:
+            raise ValueError(f"`{name}` has {size} rows, fewer than the {total} tokens of the sequence split before it.")
+        state.replicated = size - total
+        own = x.narrow(self.split_dim, start, stop - start)
+        return torch.cat([own, x.narrow(self.split_dim, total, size - total)], dim=self.split_dim)
 
 
 @dataclass(frozen=True)
