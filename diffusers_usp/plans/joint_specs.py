@@ -39,7 +39,7 @@ class SplitFront(ContextParallelInput):
         total, start, stop = state.held(name)
         size = x.shape[self.split_dim]
         if size < total:
-            raise ValueError(f"`{name}` has {size} rows, fewer than the {total} tokens of the sequence split before it.")
+            raise ValueError(f"`{name}` has {size} rows, fewer than the {total} tokens of the sequence split before.")
         state.replicated = size - total
         own = x.narrow(self.split_dim, start, stop - start)
         return torch.cat([own, x.narrow(self.split_dim, total, size - total)], dim=self.split_dim)

@@ -1,5 +1,5 @@
 """Joint-stream plans: models whose forward concatenates text and image into one stream before the blocks and
-slices the text off after the last block (Krea 2).
+slices the text off after the last block (Krea 2, Bria FIBO 2).
 
 Such a stream is split as one sequence at the first block's input and gathered at the last block's output
 (`"transformer_blocks.-1"` names the last block whatever the depth), so that the forward's own slice after the blocks
@@ -28,4 +28,23 @@ _KREA2 = SequencePlan(
     cross_attention=("text_fusion.*",),
 )
 
-PLANS = {"Krea2Transformer2DModel": _KREA2}
+# Bria FIBO 2: the noise refiner (over `[image, context]`) and the Perceiver (text to gist tokens) run whole on every
+# rank before the stream exists (cross role: their keys are whole); then one `[gist, image, context]` stream (or
+# `[image, context, gist]` when a batch pads its gist tokens, with a key-padding `attn_mask` `[B, S]`) enters
+# `layers`, with a per-token RoPE table `[1, S, D/2]` and noise mask `[B, S]` passed to every block: all split
+# there, like the stream. The key mask follows its keys through the exchange. The injection blocks' cross-attention
+# reads whole text. The output is gathered at the last layer, before the forward slices the image rows off.
+_FIBO2 = SequencePlan(
+    split={
+        "layers.0": {"x": ContextParallelInput(split_dim=1, expected_dims=3)},
+        "layers.*": {
+            "attn_mask": ContextParallelInput(split_dim=1, expected_dims=2),
+            "freqs_cis": ContextParallelInput(split_dim=1, expected_dims=3),
+            "noise_mask": ContextParallelInput(split_dim=1, expected_dims=2),
+        },
+        "layers.-1": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    },
+    cross_attention=("noise_refiner.*", "perceiver.*", "layers.*.cross_attention"),
+)
+
+PLANS = {"Krea2Transformer2DModel": _KREA2, "BriaFibo2Transformer2DModel": _FIBO2}

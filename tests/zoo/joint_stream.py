@@ -1,5 +1,5 @@
-"""Joint-stream coverage (plans in `diffusers_usp/plans/joint_stream.py`): text and image in one stream, split as one
-sequence and gathered at the last block's output."""
+"""Joint-stream coverage (plans in `diffusers_usp/plans/joint_stream.py`): text (or gist) and image tokens in one
+stream, split as one sequence and gathered at the last block's output."""
 
 import torch
 
@@ -48,4 +48,46 @@ CASES = {
         inputs=_krea2_inputs,
     ),
 }
+
+
+def fibo2_inputs(model, g, batch=2, size=8, context=None):
+    """Prompts of 4 and 16 text tokens get 4 and 8 gist tokens (diffusers' padded-batch test): the first prompt's
+    gist is padded, so the stream is `[image, gist]` (16 + 8 = 24 tokens) under a key-padding mask. `context`: the
+    latent sizes of images to edit, whose tokens join the stream."""
+    cfg = model.config
+    _unzero(model, g)
+    mask = torch.ones(batch, 16, dtype=torch.bool)
+    mask[0, 4:] = False
+    inputs = {
+        "hidden_states": randn(g, batch, cfg.in_channels, size, size),
+        "timestep": torch.rand(batch, generator=g),
+        "encoder_hidden_states": randn(g, batch, 1 + len(cfg.injection_layer_ids), 16, cfg.cap_feat_dim),
+        "encoder_attention_mask": mask if batch == 2 else None,
+    }
+    if context:
+        inputs["context_latents"] = [randn(g, batch, cfg.in_channels, h, w) for h, w in context]
+    return inputs
+
+
+CASES["BriaFibo2Transformer2DModel"] = Case(
+    config=dict(
+        in_channels=4,
+        patch_size=2,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        cap_feat_dim=24,
+        injection_layer_ids=(1,),
+        perceiver_num_layers=1,
+        min_num_gist_tokens=4,
+        max_num_gist_tokens=8,
+        gist_step=4,
+        gist_min_text_len=4,
+        gist_max_text_len=16,
+        axes_dims=(4, 6, 6),
+        axes_lens=(16, 16, 16),
+    ),
+    inputs=fibo2_inputs,
+)
 UNSUPPORTED: dict[str, str] = {}
