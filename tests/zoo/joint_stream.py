@@ -7,22 +7,22 @@ from .base import Case, randn
 from .ernie_image import _unzero
 
 
-def _krea2_inputs(model, g, text=4, height=4, width=5, batch=2):
+def krea2_inputs(model, g, text=4, height=4, width=5, batch=2, masked=True):
     """A batch of 2 whose second prompt is padded (its last 2 text keys masked; diffusers' own test masks 1), GQA
-    (4 query heads, 2 key/value heads), and 4 + 20 = 24 stream tokens."""
+    (4 query heads, 2 key/value heads), and 4 + 20 = 24 stream tokens; other sizes, and no mask, on request."""
     cfg = model.config
     _unzero(model, g)
     ids = torch.zeros(text + height * width, 3)
     ids[text:, 1] = torch.arange(height).repeat_interleave(width)
     ids[text:, 2] = torch.arange(width).repeat(height)
     mask = torch.ones(batch, text, dtype=torch.bool)
-    mask[1, -2:] = False
+    mask[-1, -2:] = False
     return {
         "hidden_states": randn(g, batch, height * width, cfg.in_channels),
         "encoder_hidden_states": randn(g, batch, text, cfg.num_text_layers, cfg.text_hidden_dim),
         "timestep": torch.rand(batch, generator=g),
         "position_ids": ids,
-        "encoder_attention_mask": mask,
+        "encoder_attention_mask": mask if masked else None,
     }
 
 
@@ -45,7 +45,7 @@ CASES = {
             num_refiner_text_blocks=1,
             axes_dims_rope=(4, 2, 2),
         ),
-        inputs=_krea2_inputs,
+        inputs=krea2_inputs,
     ),
 }
 
