@@ -11,6 +11,7 @@ every key of its heads. The text refiner that runs before the split attends whol
 
 from ..compat import ContextParallelInput, ContextParallelOutput
 from .base import SequencePlan
+from .zimage import ZIMAGE
 
 # Krea 2: `text_fusion` refines the whole prompt on every rank (its layerwise blocks attend over the tapped-layer
 # axis, its refiner blocks over the text); then `cat([text, image])` enters the blocks, whose output is gathered
@@ -36,12 +37,9 @@ _KREA2 = SequencePlan(
 # reads whole text. The output is gathered at the last layer, before the forward slices the image rows off.
 _FIBO2 = SequencePlan(
     split={
-        "layers.0": {"x": ContextParallelInput(split_dim=1, expected_dims=3)},
-        "layers.*": {
-            "attn_mask": ContextParallelInput(split_dim=1, expected_dims=2),
-            "freqs_cis": ContextParallelInput(split_dim=1, expected_dims=3),
-            "noise_mask": ContextParallelInput(split_dim=1, expected_dims=2),
-        },
+        # Z-Image's block (Fibo 2 reuses it): the same stream, RoPE, noise and key-mask splits at the layers
+        "layers.0": ZIMAGE.split["layers.0"],
+        "layers.*": ZIMAGE.split["layers.*"],
         "layers.-1": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
     cross_attention=("noise_refiner.*", "perceiver.*", "layers.*.cross_attention"),
