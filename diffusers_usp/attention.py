@@ -118,6 +118,12 @@ def sharded_attention(
         if kv_prefix is not None or dropout_p:
             raise NotImplementedError(f"{call.who}: a block-causal mask with a K/V prefix or attention dropout.")
         return block_causal_attention(query, key, value, kernel, call, attn_mask, scale)
+    if attn_mask is not None and not isinstance(attn_mask, torch.Tensor):
+        raise NotImplementedError(
+            f"{call.who}: a {type(attn_mask).__name__} attention mask over a sharded sequence is not supported: a flex "
+            "BlockMask's mask_mod reads whole-sequence positions that this rank's rows do not follow. Use the model's "
+            "attention processor that takes a tensor mask or segments (Qwen-Image 2.1: QwenImage21AttnProcessor)."
+        )
     local = query.shape[1] - call.replicated
     if _is_dense(attn_mask, call, local):
         if kv_prefix is not None:

@@ -117,3 +117,10 @@ def test_qwenimage21_prefix_kv_cache_is_refused_on_every_rank(pools):
     outs = pools(2).run(joint.mode_run, QWEN, {}, {}, 1, None, joint.qwenimage21_kv_cache)
     reasons = {out.split("`", 2)[-1] for out in outs}  # the message after the argument's repr (an address per rank)
     assert len(outs) == 2 and len(reasons) == 1 and "use_kv_cache=False" in outs[0], outs
+
+
+def test_flex_block_mask_is_refused_on_every_rank(pools):
+    """Catches a flex BlockMask over a sharded sequence attended as if its positions were this rank's (or failing
+    with an AttributeError deep in the core): every rank raises the same error, naming the processor to use."""
+    outs = pools(2).run(joint.flex_block_mask_refused)
+    assert len(set(outs)) == 1 and "QwenImage21AttnProcessor" in outs[0], outs

@@ -98,3 +98,18 @@ def qwenimage21_kv_cache(model) -> dict:
     from diffusers.models.transformers.transformer_qwenimage21 import QwenImage21KVCache
 
     return {"kv_cache": QwenImage21KVCache(len(model.transformer_blocks)), "kv_cache_mode": "extract"}
+
+
+def flex_block_mask_refused() -> str:
+    """The error a sharded attention raises for a flex `BlockMask` (its mask_mod reads whole-sequence positions)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    P, rank = dist.get_world_size(), dist.get_rank()
+    q = torch.randn(1, 8, 2, 4)
+    block_mask = create_block_mask(lambda b, h, i, j: j <= i, None, None, 8 * P, 8 * P, device="cpu", _compile=False)
+    call = ShardedCall(group=Group(None, rank, P), ulysses=Group(None, rank, P))
+    try:
+        sharded_attention(q, q, q, _sdpa, call, attn_mask=block_mask)
+    except NotImplementedError as error:
+        return str(error)
+    return "no error"
