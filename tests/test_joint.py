@@ -81,7 +81,7 @@ def _reference(name, config, inputs, processor=None):
 
 # (class, world, ring degree, config overrides, input overrides, processor): modes of diffusers' own tests
 MODES = {
-    "qwen-odd-length-batch1-unpadded": (QWEN, 3, 1, {}, dict(texts=(3, 4), target=(2, 4), batch=1, pad=0), None),
+    "qwen-odd-length-batch1-unpadded": (QWEN, 3, 1, {}, dict(texts=(3, 4), target=(2, 4), batch=1, pad=None), None),
     "qwen-no-causal-condition-ring": (QWEN, 4, 2, dict(causal_condition=False), dict(texts=(2, 5)), None),
     "qwen-flex-processor": (QWEN, 2, 1, {}, {}, FLEX),
     "krea2-odd-length-unmasked": (

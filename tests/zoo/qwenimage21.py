@@ -9,7 +9,7 @@ from .base import Case, randn
 def qwenimage21_inputs(model, g, texts=(3, 5), cond=(2, 2), target=(3, 4), batch=2, pad=2):
     """Text, a condition image, text, then the target image: 3 + 4 + 5 + 12 = 24 tokens, causal over the text and
     bidirectional inside each image. A batch of 2 whose second prompt is right-padded (`pad` text keys masked).
-    `texts`, `cond` and `target` give other layouts (odd lengths)."""
+    `texts`, `cond` and `target` give other layouts (odd lengths); `pad=None` passes no text mask."""
     cfg = model.config
     slots = lambda hw: hw[0] * hw[1] // 4  # noqa: E731 - one vision-language slot per 2x2 latent tokens
     vlm = [False] * texts[0] + [True] * slots(cond) + [False] * texts[1]
@@ -17,6 +17,7 @@ def qwenimage21_inputs(model, g, texts=(3, 5), cond=(2, 2), target=(3, 4), batch
     text_mask = torch.ones(batch, len(vlm), dtype=torch.bool)
     if pad:
         text_mask[-1, -pad:] = False
+    text_mask = None if pad is None else text_mask  # no mask at all: the model passes no key-padding vector
     return {
         "hidden_states": randn(g, batch, cond[0] * cond[1] + target[0] * target[1], cfg.in_channels),
         "encoder_hidden_states": randn(g, batch, len(vlm), cfg.context_in_dim),
