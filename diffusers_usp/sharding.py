@@ -65,7 +65,7 @@ class SplitHook(ModelHook):
         for name, spec in self.specs.items():
             if isinstance(name, int):
                 continue
-            if isinstance(name, tuple):  # several arguments rewritten together (`plans.joint_specs.ArgumentsRule`)
+            if isinstance(name, tuple):  # several arguments at once: a spec with `rewrite` (`plans.joint_specs`)
                 if state.group.size > 1:
                     self._rewrite(name, spec, args, kwargs)
                 continue

@@ -98,6 +98,7 @@ MODES = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")  # the tiny flex reference
 @pytest.mark.parametrize("mode", MODES)
 def test_joint_model_modes_are_exact(pools, mode):
     """Catches a plan that holds for its coverage case only: an uneven split of the joint stream (a RoPE or mask row
