@@ -43,6 +43,9 @@ def test_pieces_cover_the_block_causal_mask_without_a_sequence_sized_mask():
                 out = out * (lse - anchor).exp()[..., None] + o * (s - anchor).exp()[..., None]
                 lse = total
         torch.testing.assert_close(out, want[:, :, order], atol=1e-5, rtol=0)
+    # A key block entirely in the future of the first image's rows: skipped (no keys), as a ring step skips it.
+    [(_, _, n, _)] = mask.pieces(torch.arange(3, 7), torch.arange(12, 19), q.device)
+    assert n == 0
 
 
 def test_block_causal_mask_rejects_runs_that_are_not_one_tiling():
