@@ -39,5 +39,11 @@ QWENIMAGE21_CONFIG = dict(
     mlp_ratio=2,
     axes_dims_rope=(4, 6, 6),
 )
-CASES = {"QwenImage21Transformer2DModel": Case(config=QWENIMAGE21_CONFIG, inputs=qwenimage21_inputs)}
+CASES = {
+    "QwenImage21Transformer2DModel": Case(
+        config=QWENIMAGE21_CONFIG,
+        inputs=qwenimage21_inputs,
+        limits="the prefix KV cache (`kv_cache`: pass `use_kv_cache=False` to QwenImage21Pipeline)",
+    ),
+}
 UNSUPPORTED: dict[str, str] = {}
