@@ -18,6 +18,7 @@ import torch
 from .comm import all_gather_heads, head_split
 from .groups import Group
 from .ring import DenseMask, ring_attention
+from .token_mask import BlockCausalMask, block_causal_attention
 from .ulysses import Kernel, kv_for_queries, ulysses_attention, ulysses_in, ulysses_out
 
 
@@ -87,8 +88,9 @@ def sharded_attention(
             `call.replicated` (`Hkv` may divide `Hq`).
         kernel (`Kernel`): the model's local attention on `[B, S, h, D]` tensors (the ring uses its own LSE kernels).
         call (`ShardedCall`): where the tokens lie.
-        attn_mask (`torch.Tensor`, *optional*): a key-padding mask (`[B, L]`, `[B, 1, L]` or `[B, 1, 1, L]`, boolean
-            or additive). Any other mask is refused.
+        attn_mask (`torch.Tensor` or `BlockCausalMask`, *optional*): a key-padding mask (`[B, L]`, `[B, 1, L]` or
+            `[B, 1, 1, L]`, boolean or additive), a dense mask over the whole sequence, or a `BlockCausalMask` (from
+            per-token metadata, `token_mask.py`). Any other mask is refused.
         kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*): replicated `[B, T, Hkv, D]` keys and values.
 
     Returns:
@@ -111,6 +113,16 @@ def sharded_attention(
             f"{call.who}: {query.shape[1] - call.replicated} sharded tokens reach this attention, but the uneven "
             f"split gave this rank {call.seq_lens[rank]}: its sequence is not the one that was split unevenly. "
             f"Choose token counts that {call.group.size} divides for this model, or mark the module in its plan."
+        )
+    if isinstance(attn_mask, BlockCausalMask):  # a mask from per-token metadata (`token_mask.py`)
+        if kv_prefix is not None or dropout_p:
+            raise NotImplementedError(f"{call.who}: a block-causal mask with a K/V prefix or attention dropout.")
+        return block_causal_attention(query, key, value, kernel, call, attn_mask, scale)
+    if attn_mask is not None and not isinstance(attn_mask, torch.Tensor):
+        raise NotImplementedError(
+            f"{call.who}: a {type(attn_mask).__name__} attention mask over a sharded sequence is not supported: a flex "
+            "BlockMask's mask_mod reads whole-sequence positions that this rank's rows do not follow. Use the model's "
+            "attention processor that takes a tensor mask or segments (Qwen-Image 2.1: QwenImage21AttnProcessor)."
         )
     local = query.shape[1] - call.replicated
     if _is_dense(attn_mask, call, local):

@@ -53,6 +53,11 @@ class DenseMask:
         block = mask[:, :, rows[:, None], cols[None, :]] if mask.shape[-2] > 1 else mask[..., cols]
         return _bias(block, block.dtype == torch.bool)
 
+    def attend(self, q, k, v, rows, cols, heads, scale) -> tuple[torch.Tensor, torch.Tensor]:
+        """`attention_lse` of queries at `rows` and one key block at `cols` under this mask (the ring's one call for
+        a whole-sequence mask; `token_mask.PlacedMask` has the same one)."""
+        return attention_lse(q, k, v, self.bias(*heads, rows, cols), scale)
+
 
 def _kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The buffer that travels the ring: `[B, S_BLOCK, 2 * hkv (+1), D]`, K heads, V heads, and the key mask in the
@@ -139,7 +144,8 @@ def ring_attention(
             the Ulysses all-to-all, then with its block around the ring.
         scale (`float`, *optional*): the softmax scale; `D ** -0.5` by default.
         dense (`DenseMask`, *optional*): a dense mask over the whole sequence instead of `key_mask`: each step
-            attends under its rows (this rank's queries) and columns (the block's keys), sliced locally.
+            attends under its rows (this rank's queries) and columns (the block's keys), sliced locally. Or a
+            `token_mask.PlacedMask`, which forms its pieces from per-token metadata (`attend`, the same interface).
 
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
@@ -189,9 +195,11 @@ def ring_attention(
             cols = block_cols(source)
             if step == 0 and ex.k_extra is not None:
                 cols = torch.cat([torch.tensor(dense.replicated, device=cols.device), cols])
-            bias = dense.bias(h0, h1, rows, cols)
         k_b, v_b = kv_for_queries(k_b, split, u, every_head=True), kv_for_queries(v_b, split, u, every_head=True)
-        block_out, block_lse = attention_lse(q, k_b, v_b, bias, scale)
+        if dense is not None:
+            block_out, block_lse = dense.attend(q, k_b, v_b, rows, cols, (h0, h1), scale)
+        else:
+            block_out, block_lse = attention_lse(q, k_b, v_b, bias, scale)
         out, lse = (block_out, block_lse) if out is None else merge_lse(out, lse, block_out, block_lse)
         if step + 1 < R:
             for work in works:

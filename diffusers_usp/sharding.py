@@ -68,6 +68,10 @@ class SplitHook(ModelHook):
         for name, spec in self.specs.items():
             if isinstance(name, int):
                 continue
+            if isinstance(name, tuple):  # several arguments at once: a spec with `rewrite` (`plans.joint_specs`)
+                if state.group.size > 1:
+                    self._rewrite(name, spec, args, kwargs)
+                continue
             if name in kwargs:
                 kwargs[name] = self._split(kwargs[name], spec, name)
             else:
@@ -75,6 +79,17 @@ class SplitHook(ModelHook):
                 if index < len(args):
                     args[index] = self._split(args[index], spec, name)
         return tuple(args), kwargs
+
+    def _rewrite(self, names: tuple[str, ...], spec, args: list, kwargs: dict) -> None:
+        """Pass the named arguments (positional or keyword, None when not given) to `spec.rewrite` together, and put
+        back what it returns, in place."""
+        where = {n: self.params.index(n) for n in names if n not in kwargs and n in self.params}
+        values = {n: args[where[n]] if where.get(n, len(args)) < len(args) else kwargs.get(n) for n in names}
+        for n, value in spec.rewrite(values, self.state).items():
+            if where.get(n, len(args)) < len(args):
+                args[where[n]] = value
+            else:
+                kwargs[n] = value
 
     def post_forward(self, module, output):
         outputs = [i for i in self.specs if isinstance(i, int)]

@@ -1,6 +1,6 @@
 """Qwen-Image plans: double-stream blocks whose processor attends over `[text, image]`.
 
-Qwen-Image-2.1 (`QwenImage21Transformer2DModel`) has no plan: its attention is block-causal (see `tests/zoo/`).
+Qwen-Image 2.1 (`QwenImage21Transformer2DModel`), a single-stream block-causal model, is in `qwenimage21.py`.
 """
 
 from ..compat import ContextParallelOutput, native_plan

@@ -1,6 +1,6 @@
 """Z-Image's plan: image and text refined apart, then one unified sequence split contiguously.
 
-HiDream-I1, OmniGen and PRX have no plan: see `tests/zoo/zimage.py` for why.
+OmniGen and PRX have no plan here: see `tests/zoo/zimage.py` (HiDream-I1's plan is in `hidream.py`).
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput

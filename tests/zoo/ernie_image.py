@@ -1,5 +1,5 @@
-"""Single-stream MMDiT coverage (plans in `diffusers_usp/plans/ernie_image.py`), and the joint-stream models that are
-not supported, each with its reason."""
+"""Single-stream MMDiT coverage (plans in `diffusers_usp/plans/ernie_image.py`); Krea 2 and Bria FIBO 2 are in
+`joint_stream.py`."""
 
 import torch
 
@@ -85,15 +85,4 @@ CASES["Ideogram4Transformer2DModel"] = Case(
     inputs=_ideogram4_inputs,
 )
 
-UNSUPPORTED = {
-    "Krea2Transformer2DModel": (
-        "one `position_ids` tensor covers text and image ([T + I, 3]): split with the tokens it would have to become "
-        "[text chunk, image chunk], which no contiguous split gives; and splitting the joint stream as one sequence "
-        "instead needs a gather after the last block (the forward slices the text off right after it)"
-    ),
-    "BriaFibo2Transformer2DModel": (
-        "the forward builds one [gist, image, context] stream with its RoPE and per-token noise mask, and slices the "
-        "image rows off it right after the last block: splitting it as one sequence needs a gather at the last "
-        "block's output, which a plan cannot name (and the gist count per prompt sits inside forward)"
-    ),
-}
+UNSUPPORTED: dict[str, str] = {}

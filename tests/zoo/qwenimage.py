@@ -39,7 +39,4 @@ CASES = {
         inputs=_qwenimage_inputs,
     ),
 }
-UNSUPPORTED = {
-    "QwenImage21Transformer2DModel": "block-causal attention over the joint text/image sequence (causal text "
-    "segments, one kernel call per segment, or a flex BlockMask): needs causal/masked USP",
-}
+UNSUPPORTED: dict[str, str] = {}
