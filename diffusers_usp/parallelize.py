@@ -226,6 +226,7 @@ def _install_processors(
             sequence=state,
             joint=plan.is_joint(path),
             sharded_queries=cross and path.rpartition(".")[0] in sharded_blocks,
+            two_sequences=plan.is_two_sequences(path) and not cross,
             model=type(transformer).__name__,
             path=path,
         )

@@ -2,7 +2,7 @@
 
 A plan is diffusers' `_cp_plan` (module path -> `ContextParallelInput`s to split, or `ContextParallelOutput`s to
 gather) plus which attention modules attend to replicated K/V (cross-attention, no collective) and where replicated
-joint tokens sit.
+joint tokens sit, and which attend from one sharded sequence to another (`two_sequences`).
 """
 
 from __future__ import annotations
@@ -174,12 +174,17 @@ class SequencePlan:
             modules treat them as a replicated block.
         replicated_front (`bool`):
             Whether joint text tokens precede the sharded tokens in the attention sequence (Flux) or follow them.
+        two_sequences (`tuple[str, ...]`):
+            Glob patterns of attention module paths whose queries come from one sharded sequence and whose keys and
+            values come from another, of another length (LTX-2's audio-to-video and video-to-audio attention). Both
+            sequences are exchanged in one all-to-all (`two_sequences.py`). Not also in `cross_attention`.
     """
 
     split: ContextParallelModelPlan
     cross_attention: tuple[str, ...] = ()
     joint_attention: tuple[str, ...] | None = None
     replicated_front: bool = True
+    two_sequences: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not any(
@@ -189,6 +194,9 @@ class SequencePlan:
 
     def is_cross(self, module_path: str) -> bool:
         return any(fnmatchcase(module_path, pattern) for pattern in self.cross_attention)
+
+    def is_two_sequences(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.two_sequences)
 
     def is_joint(self, module_path: str) -> bool:
         patterns = self.joint_attention if self.joint_attention is not None else ("*",)

@@ -1,0 +1,131 @@
+"""LTX-2's input modes and configs, and the rank tasks of `tests/test_ltx2.py`: both of its outputs (video and audio)
+under `parallelize`, or how each rank refused a mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from zoo.base import seeded
+from zoo.ltx2 import LTX2_CONFIG, ltx2_inputs
+
+from diffusers_usp import parallelize
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Config overrides of the coverage case, an edit of its inputs, and `init(model)` for zero-initialized weights
+    that would hide a mode."""
+
+    config: dict
+    edit: Callable[[dict], dict] = lambda inputs: inputs
+    init: Callable[[torch.nn.Module], None] | None = None
+
+
+def _diffusers(inputs: dict) -> dict:
+    """diffusers' own test inputs: batch 2, one timestep per sample, an all-true boolean text mask, fps 25; plus the
+    keyframe marker of its keyframes test (half the video tokens marked)."""
+    batch, tokens = inputs["hidden_states"].shape[:2]
+    inputs["timestep"] = torch.tensor([300.0, 800.0])
+    del inputs["audio_timestep"]
+    inputs["encoder_attention_mask"] = torch.ones(batch, 8, dtype=torch.bool)
+    inputs["audio_encoder_attention_mask"] = None
+    marker = torch.zeros(batch, tokens, 1)
+    marker[:, : tokens // 2] = 1.0
+    inputs["video_keyframes_mask"] = marker
+    return inputs
+
+
+def _ltx23(inputs: dict) -> dict:
+    """LTX-2.3's forward: sigmas for the prompt modulation, the cross-modality timestep, per-token audio timesteps,
+    coordinates given by the caller, and spatio-temporal guidance on block 0 for one sample of two."""
+    batch, audio = inputs["audio_hidden_states"].shape[:2]
+    inputs["sigma"] = torch.tensor([0.7, 0.4])
+    inputs["use_cross_timestep"] = True
+    inputs["audio_timestep"] = torch.linspace(100.0, 900.0, batch * audio).view(batch, audio)
+    inputs["spatio_temporal_guidance_blocks"] = [0]
+    inputs["perturbation_mask"] = torch.tensor([1.0, 0.0])
+    return inputs
+
+
+def _all_perturbed(inputs: dict) -> dict:
+    """The guidance pass of the LTX-2.3 pipelines: every sample perturbed, so the perturbed self-attentions return
+    their value projections without attending."""
+    inputs = _ltx23(inputs)
+    inputs["perturbation_mask"] = None
+    return inputs
+
+
+def _keyframes(model: torch.nn.Module) -> None:
+    with torch.no_grad():  # zero-initialized in diffusers: the marker would change nothing
+        model.keyframes_abs_pos_embedding.copy_(torch.linspace(-0.5, 0.5, model.keyframes_abs_pos_embedding.numel()))
+
+
+_LTX23_CONFIG = dict(
+    rope_type="split", gated_attn=True, audio_gated_attn=True, cross_attn_mod=True, audio_cross_attn_mod=True,
+    perturbed_attn=True, use_prompt_embeddings=False,
+)  # fmt: skip
+
+MODES: dict[str, Mode] = {
+    "case": Mode({}),
+    "diffusers": Mode({"use_keyframes_abs_pos_embedding": True}, _diffusers, _keyframes),
+    "ltx23": Mode(_LTX23_CONFIG, _ltx23),
+    "all_perturbed": Mode(_LTX23_CONFIG, _all_perturbed),
+    "isolated": Mode({}, lambda inputs: {**inputs, "isolate_modalities": True}),
+}
+BATCH = {"diffusers": 2, "ltx23": 2, "all_perturbed": 2}
+
+# Refused on every rank with a ValueError naming the mode: (mode, world sizes, words of the error).
+REFUSED: dict[str, tuple[Mode, tuple[int, ...], str]] = {
+    # diffusers' own test passes 9 audio tokens, which 2 and 4 ranks do not divide (3 ranks run it).
+    "audio_9": (
+        Mode(
+            {},
+            lambda inputs: {
+                **inputs,
+                "audio_hidden_states": inputs["audio_hidden_states"][:, :9],
+                "audio_num_frames": 9,
+            },
+        ),
+        (2, 4),
+        "9 does not divide",
+    ),  # fmt: skip
+    "ic_lora_mask": (
+        Mode({}, lambda inputs: {**inputs, "video_self_attention_mask": torch.ones(1, 24, 24)}),
+        (2, 3, 4),
+        "video_self_attention_mask",
+    ),
+}
+
+
+def build(key: str, seed: int = 0) -> tuple[torch.nn.Module, dict]:
+    import diffusers
+
+    mode = MODES[key] if key in MODES else REFUSED[key][0]
+    model = seeded(seed, lambda: diffusers.LTX2VideoTransformer3DModel(**{**LTX2_CONFIG, **mode.config})).eval()
+    if mode.init is not None:
+        mode.init(model)
+    inputs = ltx2_inputs(model, torch.Generator().manual_seed(seed + 1), batch=BATCH.get(key, 1))
+    return model, mode.edit(inputs)
+
+
+def ltx2_run(key: str, ring_degree: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The video and audio outputs of the second parallel forward (the first adds the input check)."""
+    model, inputs = build(key)
+    parallelize(model, ring_degree=ring_degree)
+    with torch.no_grad():
+        model(**inputs, return_dict=False)
+        return model(**inputs, return_dict=False)
+
+
+def ltx2_refusal(key: str) -> str:
+    """How this rank's forward of a refused mode ended: the error, or "no error"."""
+    model, inputs = build(key)
+    try:
+        parallelize(model)
+        with torch.no_grad():
+            model(**inputs, return_dict=False)
+    except ValueError as err:
+        return f"{type(err).__name__}: {err}"
+    return "no error"
