@@ -259,7 +259,7 @@ class USPProcessor:
                 attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p, scale=scale,
             )  # fmt: skip
         # A cross module called without its context self-attends its own (sharded) tokens, without the joint text.
-        call = seq.call(self.role.joint and not self._cross, who)
+        call = seq.call(self.role.joint and not self._cross, who, query.shape[1])
         return sharded_attention(
             query, key, value, kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
         )

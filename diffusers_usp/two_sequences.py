@@ -172,8 +172,8 @@ def attend_two(
     """The entry for a module whose queries and keys/values are two different sharded sequences (a plan's
     `two_sequences`): checks the call, then `two_sequence_attention` on the forward's groups.
 
-    Both sequences are split evenly (`SequenceState.record_split` refuses an uneven one beside another), so every
-    rank's counts are this rank's.
+    Each side's sequence is found by the tokens this rank holds of it (`SequenceState.sizes`), which gives every
+    rank's count of it, also when P does not divide its length.
     """
     if attn_mask is not None or is_causal or dropout_p:
         raise NotImplementedError(
@@ -181,6 +181,7 @@ def attend_two(
             "supported (the model's forward passes none of them in inference)."
         )
     group = state.group
-    q_lens, kv_lens = (query.shape[1],) * group.size, (key.shape[1],) * group.size
+    q_lens = state.sizes(query.shape[1]) or (query.shape[1],) * group.size
+    kv_lens = state.sizes(key.shape[1]) or (key.shape[1],) * group.size
     ulysses = state.ulysses if state.ulysses is not None else group
     return two_sequence_attention(query, key, value, kernel, ulysses, state.ring, q_lens, kv_lens, scale)

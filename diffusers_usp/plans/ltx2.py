@@ -20,8 +20,9 @@ modulation tensor a block takes is `[B, 1, k * D]` (broadcast) or `[B, S, k * D]
 modulation is built in `forward` for the whole sequence, so both streams are gathered at their output norm (per
 token, so gathering its output is exact).
 
-Both sequences must split evenly (`SequenceState.record_split` refuses a forward whose video or audio length P does
-not divide, on every rank, naming the lengths).
+P need not divide either length (LTX-2's audio runs at 25 tokens a second: 126 for 121 frames at 24 fps), as long as
+no rank holds as many tokens of one as of the other (`SequenceState.record_split` refuses that forward on every rank,
+naming the lengths): each attention and each gather finds its sequence by the tokens the rank holds of it.
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput

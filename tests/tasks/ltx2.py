@@ -24,13 +24,16 @@ class Mode:
 
 
 def _diffusers(inputs: dict) -> dict:
-    """diffusers' own test inputs: batch 2, one timestep per sample, an all-true boolean text mask, fps 25; plus the
-    keyframe marker of its keyframes test (half the video tokens marked)."""
+    """diffusers' own test inputs: batch 2, one timestep per sample, an all-true boolean text mask, fps 25 and 9 audio
+    tokens (which 2 and 4 ranks split unevenly: 5 + 4, and 3 + 2 + 2 + 2); plus the keyframe marker of its keyframes
+    test (half the video tokens marked)."""
     batch, tokens = inputs["hidden_states"].shape[:2]
     inputs["timestep"] = torch.tensor([300.0, 800.0])
     del inputs["audio_timestep"]
     inputs["encoder_attention_mask"] = torch.ones(batch, 8, dtype=torch.bool)
     inputs["audio_encoder_attention_mask"] = None
+    inputs["audio_hidden_states"] = inputs["audio_hidden_states"][:, :9]
+    inputs["audio_num_frames"] = 9
     marker = torch.zeros(batch, tokens, 1)
     marker[:, : tokens // 2] = 1.0
     inputs["video_keyframes_mask"] = marker
@@ -78,19 +81,13 @@ BATCH = {"diffusers": 2, "ltx23": 2, "all_perturbed": 2}
 
 # Refused on every rank with a ValueError naming the mode: (mode, world sizes, words of the error).
 REFUSED: dict[str, tuple[Mode, tuple[int, ...], str]] = {
-    # diffusers' own test passes 9 audio tokens, which 2 and 4 ranks do not divide (3 ranks run it).
-    "audio_9": (
-        Mode(
-            {},
-            lambda inputs: {
-                **inputs,
-                "audio_hidden_states": inputs["audio_hidden_states"][:, :9],
-                "audio_num_frames": 9,
-            },
-        ),
-        (2, 4),
-        "9 does not divide",
-    ),  # fmt: skip
+    # 23 audio tokens beside 24 video ones: some rank holds as many of each (6 of both on 4 ranks), so no rank could
+    # tell which sequence an attention call holds.
+    "audio_23": (
+        Mode({}, lambda inputs: {**inputs, "audio_hidden_states": inputs["audio_hidden_states"][:, :23]}),
+        (2, 3, 4),
+        "23 does not divide",
+    ),
     "ic_lora_mask": (
         Mode({}, lambda inputs: {**inputs, "video_self_attention_mask": torch.ones(1, 24, 24)}),
         (2, 3, 4),
@@ -100,13 +97,15 @@ REFUSED: dict[str, tuple[Mode, tuple[int, ...], str]] = {
 
 
 def build(key: str, seed: int = 0) -> tuple[torch.nn.Module, dict]:
+    """Mode `key`'s model (weights from `seed`) and inputs (from `seed + 1`)."""
     import diffusers
 
     mode = MODES[key] if key in MODES else REFUSED[key][0]
     model = seeded(seed, lambda: diffusers.LTX2VideoTransformer3DModel(**{**LTX2_CONFIG, **mode.config})).eval()
     if mode.init is not None:
         mode.init(model)
-    inputs = ltx2_inputs(model, torch.Generator().manual_seed(seed + 1), batch=BATCH.get(key, 1))
+    audio = 24 if key == "audio_23" else 12
+    inputs = ltx2_inputs(model, torch.Generator().manual_seed(seed + 1), batch=BATCH.get(key, 1), audio=audio)
     return model, mode.edit(inputs)
 
 

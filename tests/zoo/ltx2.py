@@ -57,7 +57,9 @@ CASES = {
     "LTX2VideoTransformer3DModel": Case(
         config=LTX2_CONFIG,
         inputs=ltx2_inputs,
-        limits="`video_self_attention_mask` (IC-LoRA); video or audio lengths that P does not divide",
+        # uneven audio (diffusers' own 9 tokens) and the other input modes: tests/test_ltx2.py
+        limits="`video_self_attention_mask` (IC-LoRA); uneven video and audio lengths of which some rank would hold "
+        "as many tokens of each",
     ),
 }
 UNSUPPORTED: dict[str, str] = {}
