@@ -6,7 +6,7 @@ import functools
 
 import pytest
 import torch
-from tasks.ltx2 import MODES, REFUSED, build, ltx2_refusal, ltx2_run
+from tasks.ltx2 import MODES, REFUSED, build, ltx2_refusal, ltx2_run, two_sequence_core
 
 PARITY = [(key, world, 1) for key in MODES for world in (2, 3, 4)] + [
     ("case", 2, 2),
@@ -46,3 +46,20 @@ def test_ltx2_refused_on_every_rank(pools, key, world):
     words = REFUSED[key][2]
     for rank, ended in enumerate(pools(world).run(ltx2_refusal, key)):
         assert words in ended, f"rank {rank}: {ended}"
+
+
+CORE = [(2, 1), (3, 1), (4, 1), (4, 2), (4, 4)]
+
+
+@pytest.mark.parametrize("world, ring", CORE, ids=[f"{w}-ring{r}" for w, r in CORE])
+def test_two_sequence_attention_core(pools, world, ring):
+    """Catches the exchange of two sequences mixing up their chunks: uneven lengths of both (13 queries, 7 keys),
+    GQA (4 query heads, 2 key/value heads), head counts the ranks do not divide, and key/value blocks travelling a
+    ring of 2 or 4 (whose sizes differ from the query blocks')."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, n, h, 8, generator=g) for n, h in ((13, 4), (7, 2), (7, 2)))
+    want = torch.nn.functional.scaled_dot_product_attention(
+        *(x.transpose(1, 2) for x in (q, k, v)), enable_gqa=True
+    ).transpose(1, 2)
+    for out in pools(world).run(two_sequence_core, ring):
+        assert (out - want).abs().max().item() <= 1e-5

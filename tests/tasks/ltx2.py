@@ -7,10 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from zoo.base import seeded
 from zoo.ltx2 import LTX2_CONFIG, ltx2_inputs
 
 from diffusers_usp import parallelize
+from diffusers_usp.comm import all_gather_dim, chunk_sizes
+from diffusers_usp.groups import resolve_group
+from diffusers_usp.two_sequences import two_sequence_attention
+from tasks.ring import mesh_groups
 
 
 @dataclass(frozen=True)
@@ -128,3 +134,22 @@ def ltx2_refusal(key: str) -> str:
     except ValueError as err:
         return f"{type(err).__name__}: {err}"
     return "no error"
+
+
+def two_sequence_core(ring_degree: int, Sq: int = 13, Sk: int = 7, heads: int = 4, kv_heads: int = 2) -> torch.Tensor:
+    """`two_sequence_attention` on this rank's chunks of random queries (`Sq` tokens) and keys/values (`Sk` tokens,
+    GQA), gathered whole for the test to compare with SDPA over the whole sequences."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, n, h, 8, generator=g) for n, h in ((Sq, heads), (Sk, kv_heads), (Sk, kv_heads)))
+    group, P = resolve_group(), dist.get_world_size()
+    q_lens, kv_lens = chunk_sizes(Sq, P), chunk_sizes(Sk, P)
+    r = group.rank
+    local = [x.narrow(1, sum(lens[:r]), lens[r]) for x, lens in ((q, q_lens), (k, kv_lens), (v, kv_lens))]
+    ulysses, ring = mesh_groups(ring_degree, P // ring_degree) if ring_degree > 1 else (group, None)
+
+    def kernel(q_, k_, v_, mask):
+        out = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q_, k_, v_)), enable_gqa=True)
+        return out.transpose(1, 2)
+
+    out = two_sequence_attention(*local, kernel, ulysses, ring, q_lens, kv_lens)
+    return all_gather_dim(out, 1, group, q_lens)
