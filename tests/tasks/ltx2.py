@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from zoo.base import seeded
-from zoo.ltx2 import LTX2_CONFIG, ltx2_inputs
+from zoo.ltx2 import LTX2_OVERRIDES, ltx2_inputs
 
 from diffusers_usp import parallelize
 from diffusers_usp.comm import all_gather_dim, chunk_sizes
 from diffusers_usp.groups import resolve_group
+from diffusers_usp.tiny import tiny_ltx2_transformer
 from diffusers_usp.two_sequences import two_sequence_attention
+from tasks.modes import refusal
 from tasks.ring import mesh_groups
 
 
@@ -104,10 +105,8 @@ REFUSED: dict[str, tuple[Mode, tuple[int, ...], str]] = {
 
 def build(key: str, seed: int = 0) -> tuple[torch.nn.Module, dict]:
     """Mode `key`'s model (weights from `seed`) and inputs (from `seed + 1`)."""
-    import diffusers
-
     mode = MODES[key] if key in MODES else REFUSED[key][0]
-    model = seeded(seed, lambda: diffusers.LTX2VideoTransformer3DModel(**{**LTX2_CONFIG, **mode.config})).eval()
+    model = tiny_ltx2_transformer(seed, **{**LTX2_OVERRIDES, **mode.config})
     if mode.init is not None:
         mode.init(model)
     audio = 24 if key == "audio_23" else 12
@@ -126,14 +125,7 @@ def ltx2_run(key: str, ring_degree: int = 1) -> tuple[torch.Tensor, torch.Tensor
 
 def ltx2_refusal(key: str) -> str:
     """How this rank's forward of a refused mode ended: the error, or "no error"."""
-    model, inputs = build(key)
-    try:
-        parallelize(model)
-        with torch.no_grad():
-            model(**inputs, return_dict=False)
-    except ValueError as err:
-        return f"{type(err).__name__}: {err}"
-    return "no error"
+    return refusal(*build(key))
 
 
 def two_sequence_core(ring_degree: int, Sq: int = 13, Sk: int = 7, heads: int = 4, kv_heads: int = 2) -> torch.Tensor:

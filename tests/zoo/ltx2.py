@@ -2,23 +2,13 @@
 
 import torch
 
+from diffusers_usp.tiny import tiny_ltx2_transformer
+
 from .base import Case, randn
 
-LTX2_CONFIG = dict(
-    in_channels=4,
-    out_channels=4,
-    num_attention_heads=2,
-    attention_head_dim=8,
-    cross_attention_dim=16,
-    audio_in_channels=4,
-    audio_out_channels=4,
-    audio_num_attention_heads=2,
-    audio_attention_head_dim=4,
-    audio_cross_attention_dim=8,
-    num_layers=1,
-    caption_channels=16,
-    rope_double_precision=False,
-)
+# The tiny pipeline's transformer (`diffusers_usp.tiny.tiny_ltx2_transformer`) with one block, interleaved RoPE
+# tables and plain attention: the other settings are modes of tests/test_ltx2.py.
+LTX2_OVERRIDES = dict(num_layers=1, rope_type="interleaved", perturbed_attn=False)
 
 
 def ltx2_inputs(model, g, batch=1, frames=2, height=3, width=4, audio=12, text=8):
@@ -55,8 +45,9 @@ def ltx2_inputs(model, g, batch=1, frames=2, height=3, width=4, audio=12, text=8
 
 CASES = {
     "LTX2VideoTransformer3DModel": Case(
-        config=LTX2_CONFIG,
+        config=LTX2_OVERRIDES,
         inputs=ltx2_inputs,
+        tiny=tiny_ltx2_transformer,
         # uneven audio (diffusers' own 9 tokens) and the other input modes: tests/test_ltx2.py
         limits="`video_self_attention_mask` (IC-LoRA); uneven video and audio lengths of which some rank would hold "
         "as many tokens of each",
