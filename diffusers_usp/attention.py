@@ -7,6 +7,8 @@
   query row, so attending local queries to the whole K/V is exact and needs no collective.
 - `head_parallel_attention`: nothing sharded (every rank holds the whole Q/K/V). Each rank attends its own heads
   and one all-gather completes them.
+- queries of one sharded sequence attending keys/values of another (LTX-2's audio and video): `two_sequences.py`,
+  its own module (`attend_two`), with its exchange of two sequences of different lengths.
 """
 
 from __future__ import annotations

@@ -145,7 +145,12 @@ def parallelize(
                 "(enable_parallelism). Use one or the other: load the model afresh before parallelize()."
             )
         state = SequenceState(
-            sequence, replicated_front=plan.replicated_front, check_inputs=check_inputs, ring=ring, ulysses=ulysses
+            sequence,
+            replicated_front=plan.replicated_front,
+            check_inputs=check_inputs,
+            ring=ring,
+            ulysses=ulysses,
+            several=bool(plan.two_sequences),
         )
         processors = _install_processors(transformer, plan, state)
         apply_sequence_sharding(transformer, plan, state)
@@ -226,6 +231,7 @@ def _install_processors(
             sequence=state,
             joint=plan.is_joint(path),
             sharded_queries=cross and path.rpartition(".")[0] in sharded_blocks,
+            two_sequences=plan.is_two_sequences(path) and not cross,
             model=type(transformer).__name__,
             path=path,
         )

@@ -1,6 +1,7 @@
 """`USPProcessor`: wraps a model's own diffusers attention processor and routes its attention kernel calls to the USP
 core by the module's role: sharded (`attention.sharded_attention`), cross-attention to K/V every rank holds
-(`attention.cross_attention`), or heads only (`attention.head_parallel_attention`).
+(`attention.cross_attention`), or heads only (`attention.head_parallel_attention`); or, for a module
+whose queries and keys/values are two different sharded sequences, `two_sequences.attend_two`.
 
 The wrapped processor keeps doing what diffusers wrote it to do: projections, norms, RoPE, output projection. How its
 kernel call reaches this class is `intercept.py`'s business. Only kernel calls written in the processor's `__call__`
@@ -28,6 +29,7 @@ from .groups import Group, resolve_group
 from .intercept import context_index, functional_with_sdpa, qualname, rebind, with_signature_of
 from .linear_attention import LINEAR_PROCESSORS, all_reduce_token_sum
 from .role import AttentionRole
+from .two_sequences import attend_two
 
 
 class IPAdapterCall(Enum):
@@ -46,6 +48,13 @@ class IPAdapterCall(Enum):
 IP_ADAPTER_LATER_CALLS = {
     "diffusers.models.transformers.transformer_flux.FluxIPAdapterAttnProcessor": IPAdapterCall.CROSS,
     "diffusers.models.attention_processor.SD3IPAdapterJointAttnProcessor2_0": IPAdapterCall.KV_SUFFIX,
+}
+
+# Processors that legitimately return without attending when one of their arguments says so, by class: the argument's
+# name. LTX-2's spatio-temporal guidance pass (`all_perturbed`) returns the value projection, per token, exact on any
+# rank's tokens.
+KERNEL_SKIPPED_WHEN = {
+    "diffusers.models.transformers.transformer_ltx2.LTX2PerturbedAttnProcessor": "all_perturbed",
 }
 
 
@@ -142,7 +151,8 @@ class USPProcessor:
             at = self._context_at
             self._self_attends = (args[at] if at < len(args) else kwargs.get("encoder_hidden_states")) is None
         out = fn(inner, attn, *args, **kwargs)
-        if not self._kernel_calls:
+        skip = KERNEL_SKIPPED_WHEN.get(qualname(type(inner)))
+        if not self._kernel_calls and not (skip is not None and kwargs.get(skip)):
             raise RuntimeError(
                 f"{self.role}: the attention module returned without calling its attention kernel through "
                 f"USPProcessor. Its processor, {type(inner).__name__}, attended through code outside its own "
@@ -263,8 +273,13 @@ class USPProcessor:
             )  # fmt: skip
         if self._cross and not self._self_attends:
             return cross_attention(query, key, value, kernel, attn_mask)
+        if self.role.two_sequences:
+            return attend_two(
+                query, key, value, kernel, seq, who,
+                attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p, scale=scale,
+            )  # fmt: skip
         # A cross module called without its context self-attends its own (sharded) tokens, without the joint text.
-        call = seq.call(self.role.joint and not self._cross, who)
+        call = seq.call(self.role.joint and not self._cross, who, query.shape[1])
         return sharded_attention(
             query, key, value, kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
         )

@@ -26,6 +26,9 @@ class SequenceState:
             heads of different blocks); `group` is then the ring and Ulysses ranks flattened, ring-major. `None`:
             no ring, and `group` is the Ulysses group.
         ulysses (`Group`, *optional*): with ring attention, this rank's Ulysses group.
+        several (`bool`): the plan splits several sequences of their own (`SequencePlan.two_sequences`, LTX-2's video
+            and audio). Then P need not divide their lengths, as long as every rank's chunk of one differs from its
+            chunk of any other: each call, and each gather, finds its sequence by the tokens this rank holds of it.
 
     Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
     `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
@@ -39,6 +42,7 @@ class SequenceState:
     check_inputs: bool = True
     ring: Group | None = None
     ulysses: Group | None = None
+    several: bool = False
     inputs: InputCheck | None = field(default=None, repr=False)
     replicated: int = 0
     text: int = 0
@@ -61,19 +65,45 @@ class SequenceState:
         self.lengths.clear()
         self.chunks = None
 
-    def sizes(self, total: int) -> tuple[int, ...]:
-        """Every rank's count of the `total` tokens of the split sequence."""
-        return self.chunks if self.chunks is not None else chunk_sizes(total, self.group.size)
-
     def record_split(self, size: int) -> None:
-        """Note a sequence of `size` tokens split in this forward; several can be split only if P divides them."""
+        """Note a sequence of `size` tokens split in this forward; several can be split only if P divides them, or, for
+        a plan of several sequences, if every rank can tell their chunks apart."""
         self.lengths.add(size)
-        if len(self.lengths) > 1 and self.uneven is not None:
+        if len(self.lengths) > 1 and self.uneven is not None and not (self.several and self._told_apart()):
             P = self.group.size
             raise ValueError(
                 f"This forward splits sequences of lengths {sorted(self.lengths)} over {P} ranks, and {self.uneven} "
-                f"does not divide by {P}. Several sequences can only be split evenly: choose sizes that {P} divides."
+                f"does not divide by {P}. Several sequences can only be split evenly"
+                + (", or into chunks of other sizes on every rank" if self.several else "")
+                + f": choose sizes that {P} divides."
             )
+
+    def _told_apart(self) -> bool:
+        """Whether no rank holds as many tokens of one split sequence as of another (then its count names the
+        sequence, on every rank alike)."""
+        chunks = [chunk_sizes(n, self.group.size) for n in sorted(self.lengths)]
+        return all(len({c[j] for c in chunks}) == len(chunks) for j in range(self.group.size))
+
+    def sizes(self, local: int) -> tuple[int, ...] | None:
+        """Every rank's token count of the split sequence of which this rank holds `local` tokens; `None` when all
+        ranks hold the same count. With a single split sequence, its sizes whatever `local` is (the callers check)."""
+        if self.chunks is not None:  # one sequence split in whole rows or frames of a token grid (grid.py)
+            return self.chunks if len(set(self.chunks)) > 1 else None
+        tokens = self.uneven
+        if tokens is None:
+            return None
+        if len(self.lengths) > 1:  # several sequences, told apart by their chunks (`record_split`)
+            P, rank = self.group.size, self.group.rank
+            tokens = next((n for n in self.lengths if chunk_sizes(n, P)[rank] == local), None)
+            if tokens is None:
+                raise ValueError(
+                    f"{local} tokens reach an attention or a gather on rank {rank}, but the sequences split in this "
+                    f"forward ({sorted(self.lengths)} tokens over {P} ranks) give it other counts: its plan splits "
+                    "or gathers a sequence that is not one of them. Choose token counts that P divides."
+                )
+            if tokens % P == 0:
+                return None
+        return chunk_sizes(tokens, self.group.size)
 
     def held(self, name: str) -> tuple[int, int, int]:
         """`(total, start, stop)`: the length of the sequence split so far in this forward, and the tokens this rank
@@ -84,7 +114,7 @@ class SequenceState:
                 f"were split so far ({sorted(self.lengths)}): its plan must split exactly one sequence before it."
             )
         (total,) = self.lengths
-        sizes = self.sizes(total)
+        sizes = self.chunks if self.chunks is not None else chunk_sizes(total, self.group.size)
         start = sum(sizes[: self.group.rank])
         return total, start, start + sizes[self.group.rank]
 
@@ -93,19 +123,23 @@ class SequenceState:
         """The length of the split sequence when P does not divide it (its ranks then hold `chunk_sizes` tokens)."""
         return next((n for n in self.lengths if n % self.group.size), None)
 
-    def seq_lens(self, joint: bool) -> tuple[int, ...] | None:
-        """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count."""
-        if self.chunks is not None:
+    def seq_lens(self, joint: bool, local: int | None = None) -> tuple[int, ...] | None:
+        """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count.
+        `local`: the call's query tokens on this rank (finds the sequence when several were split)."""
+        if self.chunks is not None:  # split in whole rows or frames of a token grid (grid.py)
             text = self.text // self.group.size if joint else 0
             return tuple(n + text for n in self.chunks) if len(set(self.chunks)) > 1 else None
-        tokens = self.uneven
-        if tokens is None:
+        if self.uneven is None:
             return None
-        text = self.text // self.group.size if joint else 0
-        return tuple(n + text for n in chunk_sizes(tokens, self.group.size))
+        P = self.group.size
+        text = self.text // P if joint else 0
+        own = None if local is None else local - text - (self.replicated if joint else 0)
+        lens = self.sizes(own) if own is not None else chunk_sizes(self.uneven, P)
+        return None if lens is None else tuple(n + text for n in lens)
 
-    def call(self, joint: bool, who: str) -> ShardedCall:
-        """The layout of one sharded attention call of this forward: `joint` if its sequence holds the joint text."""
+    def call(self, joint: bool, who: str, local: int | None = None) -> ShardedCall:
+        """The layout of one sharded attention call of this forward: `joint` if its sequence holds the joint text;
+        `local` its query tokens on this rank."""
         return ShardedCall(
             group=self.group,
             ulysses=self.ulysses if self.ulysses is not None else self.group,
@@ -113,6 +147,6 @@ class SequenceState:
             replicated=self.replicated if joint else 0,
             text=self.text if joint else 0,
             replicated_front=self.replicated_front,
-            seq_lens=self.seq_lens(joint),
+            seq_lens=self.seq_lens(joint, local),
             who=who,
         )

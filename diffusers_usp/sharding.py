@@ -12,7 +12,7 @@ import inspect
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
-from .comm import all_gather_dim, chunk_sizes
+from .comm import all_gather_dim
 from .compat import ContextParallelOutput, native_parallelism
 from .grid import apply_halo_convs, remove_halo_convs
 from .plans import SequencePlan
@@ -27,10 +27,7 @@ def _gather(x: torch.Tensor, spec: ContextParallelOutput, state: SequenceState) 
     group = state.group
     if group.size == 1:
         return x
-    tokens = state.uneven
-    sizes = chunk_sizes(tokens, group.size) if tokens is not None else None
-    if state.chunks is not None:  # split in whole rows or frames of a token grid (grid.py)
-        sizes = state.chunks if len(set(state.chunks)) > 1 else None
+    sizes = state.sizes(x.shape[spec.gather_dim])  # every rank's rows, when they differ
     if sizes is not None and x.shape[spec.gather_dim] != sizes[group.rank]:
         raise ValueError(f"Cannot gather {x.shape[spec.gather_dim]} rows here: this rank holds {sizes[group.rank]}.")
     if state.inputs is not None:  # carries this forward's input checksums (inputs.py)

@@ -2,7 +2,7 @@
 
 A plan is diffusers' `_cp_plan` (module path -> `ContextParallelInput`s to split, or `ContextParallelOutput`s to
 gather) plus which attention modules attend to replicated K/V (cross-attention, no collective) and where replicated
-joint tokens sit.
+joint tokens sit, and which attend from one sharded sequence to another (`two_sequences`).
 """
 
 from __future__ import annotations
@@ -178,6 +178,10 @@ class SequencePlan:
             Glob patterns of conv modules over the token grid whose input's dim -2 is the axis the tokens are split
             along, in whole rows or frames (`grid.py`): each exchanges a halo of rows with its neighbour ranks before
             it runs (Sana's depthwise conv, Sana-Video's temporal conv).
+        two_sequences (`tuple[str, ...]`):
+            Glob patterns of attention module paths whose queries come from one sharded sequence and whose keys and
+            values come from another, of another length (LTX-2's audio-to-video and video-to-audio attention). Both
+            sequences are exchanged in one all-to-all (`two_sequences.py`). Not also in `cross_attention`.
     """
 
     split: ContextParallelModelPlan
@@ -185,6 +189,7 @@ class SequencePlan:
     joint_attention: tuple[str, ...] | None = None
     replicated_front: bool = True
     halo_convs: tuple[str, ...] = ()
+    two_sequences: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not any(
@@ -194,6 +199,9 @@ class SequencePlan:
 
     def is_cross(self, module_path: str) -> bool:
         return any(fnmatchcase(module_path, pattern) for pattern in self.cross_attention)
+
+    def is_two_sequences(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.two_sequences)
 
     def is_joint(self, module_path: str) -> bool:
         patterns = self.joint_attention if self.joint_attention is not None else ("*",)

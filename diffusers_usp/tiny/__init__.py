@@ -42,6 +42,14 @@ from .hunyuan_video import (
     tiny_hunyuan_video_transformer,
 )
 from .ltx import LTX_LATENT_CHANNELS, LTX_TEXT_DIM, tiny_ltx_pipeline, tiny_ltx_prompt_embeds, tiny_ltx_transformer
+from .ltx2 import (
+    LTX2_LATENT_CHANNELS,
+    LTX2_TEXT_DIM,
+    LTX2_TEXT_LAYERS,
+    tiny_ltx2_pipeline,
+    tiny_ltx2_prompt_embeds,
+    tiny_ltx2_transformer,
+)
 from .qwenimage import (
     QWENIMAGE_TEXT_DIM,
     QWENIMAGE_Z_DIM,
@@ -114,6 +122,9 @@ __all__ = [  # grouped by family
     "tiny_ltx_transformer",
     "tiny_ltx_pipeline",
     "tiny_ltx_prompt_embeds",
+    "tiny_ltx2_transformer",
+    "tiny_ltx2_pipeline",
+    "tiny_ltx2_prompt_embeds",
     "tiny_hunyuan_video_transformer",
     "tiny_hunyuan_video_pipeline",
     "tiny_hunyuan_video_prompt_embeds",
@@ -135,6 +146,9 @@ __all__ = [  # grouped by family
     "QWENIMAGE_Z_DIM",
     "LTX_TEXT_DIM",
     "LTX_LATENT_CHANNELS",
+    "LTX2_TEXT_DIM",
+    "LTX2_TEXT_LAYERS",
+    "LTX2_LATENT_CHANNELS",
     "HUNYUAN_VIDEO_TEXT_DIM",
     "HUNYUAN_VIDEO_POOLED_DIM",
     "HUNYUAN_VIDEO_LATENT_CHANNELS",

@@ -7,6 +7,7 @@ from .flux import tiny_flux_prompt_embeds
 from .flux2 import tiny_flux2_prompt_embeds
 from .hunyuan_video import tiny_hunyuan_video_prompt_embeds
 from .ltx import tiny_ltx_prompt_embeds
+from .ltx2 import tiny_ltx2_prompt_embeds
 from .qwenimage import tiny_qwenimage_prompt_embeds
 from .sana import tiny_sana_prompt_embeds
 from .sd3 import tiny_sd3_prompt_embeds
@@ -27,6 +28,14 @@ _CALLS = {
     "cogvideox": (tiny_cogvideox_prompt_embeds, dict(height=32, width=64, num_frames=9, guidance_scale=6.0)),
     "qwenimage": (tiny_qwenimage_prompt_embeds, dict(height=96, width=96, true_cfg_scale=4.0)),
     "ltx": (tiny_ltx_prompt_embeds, dict(height=32, width=32, num_frames=9, guidance_scale=3.0)),
+    # 3x8x8 = 192 video and 24 audio tokens; STG on block 1 (the tiny transformer has 2), as the LTX-2.3 pipelines
+    # run it on block 28: a third forward per step whose perturbed self-attentions skip attention
+    "ltx2": (
+        tiny_ltx2_prompt_embeds,
+        dict(
+            height=32, width=32, num_frames=9, frame_rate=9.375, guidance_scale=3.0, spatio_temporal_guidance_blocks=[1]
+        ),
+    ),  # fmt: skip
     "hunyuan_video": (tiny_hunyuan_video_prompt_embeds, dict(height=64, width=64, num_frames=9, guidance_scale=6.0)),
     "sana": (
         tiny_sana_prompt_embeds,
@@ -40,7 +49,7 @@ def tiny_call_kwargs(family: str, device: torch.device | str = "cpu", dtype: tor
 
     Args:
         family (`str`): One of `"flux"`, `"flux2"`, `"wan"`, `"sd3"`, `"cogvideox"`, `"qwenimage"`, `"ltx"`,
-            `"hunyuan_video"`, `"sana"`.
+            `"ltx2"`, `"hunyuan_video"`, `"sana"`.
         device (`torch.device` or `str`): Device of the pipeline; the embeddings are moved there.
         dtype (`torch.dtype`): Dtype of the pipeline; the embeddings take it.
     """

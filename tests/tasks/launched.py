@@ -67,6 +67,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
                                   control_image=torch.linspace(0, 1, 3 * 96 * 96).reshape(1, 3, 96, 96))),
     # 3x8x8 = 192 latent pixels
     "ltx": (tiny.tiny_ltx_pipeline, tiny.tiny_ltx_prompt_embeds, dict(height=32, width=32, num_frames=9)),
+    # 3x8x8 = 192 video and 24 audio tokens; CFG, spatio-temporal guidance (block 1) and modality guidance: 4
+    # forwards per step, two of them skipping attention in block 1 or the audio-video attention
+    "ltx2": (tiny.tiny_ltx2_pipeline, tiny.tiny_ltx2_prompt_embeds,
+             dict(height=32, width=32, num_frames=9, frame_rate=9.375, spatio_temporal_guidance_blocks=[1])),
     # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
     "hunyuan_video": (tiny.tiny_hunyuan_video_pipeline, tiny.tiny_hunyuan_video_prompt_embeds,
                       dict(height=64, width=64, num_frames=9)),
@@ -92,7 +96,9 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video", "sana")] + [
+EXAMPLES = [
+    (name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "ltx2", "hunyuan_video", "sana")
+] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
     ("flux2", ("--shard-weights",)),

@@ -218,7 +218,11 @@ def mode_run(key: str) -> torch.Tensor:
 
 def mode_refusal(key: str) -> str:
     """How this rank's `parallelize` and forward ended: the error, or "no error"."""
-    model, inputs = build(key)
+    return refusal(*build(key))
+
+
+def refusal(model: torch.nn.Module, inputs: dict) -> str:
+    """How this rank's `parallelize(model)` and its forward of `inputs` ended: the error, or "no error"."""
     try:
         parallelize(model)
         with torch.no_grad():

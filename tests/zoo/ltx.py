@@ -40,11 +40,4 @@ CASES = {
         inputs=_ltx_inputs,
     ),
 }
-UNSUPPORTED = {
-    "LTX2VideoTransformer3DModel": (
-        "audio-to-video and video-to-audio cross-attention take the other modality's whole sequence as K/V: sharding "
-        "both streams needs USP cross-attention between two sharded sequences of different lengths, and sharding per "
-        "module needs the (cos, sin) RoPE tuples passed into each attention split on the query side only (the hooks "
-        "split tensor arguments, not tuples)"
-    ),
-}
+UNSUPPORTED: dict[str, str] = {}
