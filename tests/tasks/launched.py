@@ -70,6 +70,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
     "hunyuan_video": (tiny.tiny_hunyuan_video_pipeline, tiny.tiny_hunyuan_video_prompt_embeds,
                       dict(height=64, width=64, num_frames=9)),
+    # 12x12 = 144 image tokens; CFG as two forwards per step, each with its own padded prompt (8 and 6 tokens) and
+    # Chroma's padding vector over [text, image], which every block expands to a dense per-query mask
+    "chroma": (tiny.tiny_chroma_pipeline, tiny.tiny_chroma_prompt_embeds,
+               dict(height=48, width=48, guidance_scale=4.0)),
 }  # fmt: skip
 
 
@@ -88,7 +92,8 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
+_PLAIN = ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video", "chroma")
+EXAMPLES = [(name, ()) for name in _PLAIN] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
     ("flux2", ("--shard-weights",)),
