@@ -226,6 +226,7 @@ def _install_processors(
             sequence=state,
             joint=plan.is_joint(path),
             sharded_queries=cross and path.rpartition(".")[0] in sharded_blocks,
+            kv_prefix=not cross and plan.has_kv_prefix(path),
             model=type(transformer).__name__,
             path=path,
         )

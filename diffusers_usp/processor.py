@@ -245,6 +245,12 @@ class USPProcessor:
             return cross_attention(query, key, value, kernel, attn_mask)
         # A cross module called without its context self-attends its own (sharded) tokens, without the joint text.
         call = seq.call(self.role.joint and not self._cross, who)
+        if self.role.kv_prefix:  # keys [whole tokens, this rank's tokens]; a mask covers both, in that order
+            T = key.shape[1] - query.shape[1]
+            return sharded_attention(
+                query, key[:, T:], value[:, T:], kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
+                dropout_p=dropout_p, kv_prefix=(key[:, :T], value[:, :T]),
+            )  # fmt: skip
         return sharded_attention(
             query, key, value, kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
         )

@@ -33,6 +33,9 @@ class AttentionRole:
             For `"cross"`: its queries are this rank's share of the sharded sequence (a cross-attention inside the
             sharded blocks). A call made without its context (`encoder_hidden_states=None`) then self-attends those
             tokens, so that call runs as sharded self-attention.
+        kv_prefix (`bool`, defaults to `False`):
+            For `"sharded"`: its keys and values are `[whole tokens, this rank's tokens]` while its queries are this
+            rank's tokens only; the whole tokens are attended as a replicated K/V prefix (`SequencePlan.kv_prefix`).
         model (`str`), path (`str`):
             The transformer class and the module's path in it, for error messages.
     """
@@ -41,6 +44,7 @@ class AttentionRole:
     sequence: SequenceState | None = None
     joint: bool = True
     sharded_queries: bool = False
+    kv_prefix: bool = False
     model: str = ""
     path: str = ""
 
@@ -54,6 +58,8 @@ class AttentionRole:
             )
         if self.sharded_queries and self.mode != "cross":
             raise ValueError("`sharded_queries` describes a cross module; this role is " + repr(self.mode) + ".")
+        if self.kv_prefix and self.mode != "sharded":
+            raise ValueError("`kv_prefix` describes a sharded module; this role is " + repr(self.mode) + ".")
 
     def __str__(self) -> str:
         return f"{self.model} `{self.path}` ({self.mode})" if self.path else self.mode

@@ -174,12 +174,18 @@ class SequencePlan:
             modules treat them as a replicated block.
         replicated_front (`bool`):
             Whether joint text tokens precede the sharded tokens in the attention sequence (Flux) or follow them.
+        kv_prefix (`tuple[str, ...]`):
+            Glob patterns of sharded attention modules whose queries are this rank's tokens only, while their keys and
+            values are `[tokens every rank holds whole, this rank's tokens]` (PRX: image queries against `[text,
+            image]` keys). The whole tokens are attended as a replicated K/V prefix (never sent), and a key-padding
+            mask over `[prefix, own tokens]` follows both parts.
     """
 
     split: ContextParallelModelPlan
     cross_attention: tuple[str, ...] = ()
     joint_attention: tuple[str, ...] | None = None
     replicated_front: bool = True
+    kv_prefix: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not any(
@@ -189,6 +195,9 @@ class SequencePlan:
 
     def is_cross(self, module_path: str) -> bool:
         return any(fnmatchcase(module_path, pattern) for pattern in self.cross_attention)
+
+    def has_kv_prefix(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.kv_prefix)
 
     def is_joint(self, module_path: str) -> bool:
         patterns = self.joint_attention if self.joint_attention is not None else ("*",)

@@ -1,6 +1,6 @@
 """Z-Image's plan: image and text refined apart, then one unified sequence split contiguously.
 
-HiDream-I1, OmniGen and PRX have no plan: see `tests/zoo/zimage.py` for why.
+HiDream-I1 has no plan: see `tests/zoo/zimage.py` for why (OmniGen's and PRX's plans have modules of their own).
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput

@@ -1,4 +1,4 @@
-"""Z-Image and OmniGen coverage, and why HiDream-I1 and PRX have no plan."""
+"""Z-Image and OmniGen coverage, and why HiDream-I1 has no plan."""
 
 from .base import Case, randn, timestep
 
@@ -73,7 +73,4 @@ UNSUPPORTED = {
     "HiDreamImageTransformer2DModel": "its one RoPE table spans image and text rows, built inside the forward, and "
     "the text is re-concatenated per block from per-layer Llama states: needs a plan that splits only the image "
     "rows of a tensor and joint text that stays replicated at every world size",
-    "PRXTransformer2DModel": "queries are image tokens only, keys and values are [text, image]: the text is a "
-    "replicated K/V prefix of a sharded self-attention, which the core (`kv_prefix`) supports but no plan role "
-    "reaches",
 }
