@@ -7,18 +7,21 @@ padding mask, which the processor extends over the image keys.
 import torch
 
 from .base import Case, randn
+from .ernie_image import _unzero
 
 TEXT = 10
 
 
-def _prx_inputs(model, g, batch=1, height=8, width=12):
+def _prx_inputs(model, g, batch=1, height=8, width=12, text=TEXT):
     cfg = model.config
-    mask = torch.ones(batch, TEXT, dtype=torch.bool)
-    mask[:, TEXT - 3 :] = False
+    _unzero(model, g)  # every block's modulation (shift, scale and the gates of attention and MLP) starts at zero
+    mask = torch.ones(batch, text, dtype=torch.bool)
+    for b in range(batch):  # each sample's own padding
+        mask[b, text - 3 + b :] = False
     return {
         "hidden_states": randn(g, batch, cfg.in_channels, height, width),
         "timestep": torch.rand(batch, generator=g),
-        "encoder_hidden_states": randn(g, batch, TEXT, cfg.context_in_dim),
+        "encoder_hidden_states": randn(g, batch, text, cfg.context_in_dim),
         "attention_mask": mask,
     }
 

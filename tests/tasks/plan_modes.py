@@ -1,0 +1,41 @@
+"""Input modes of the classes proven through the plan language's newer specs (issue 21: PRX's K/V prefix, ...): the
+modes of diffusers' own tests for each class (batch 2, no mask, odd token counts, released configs) beyond its
+coverage case in `tests/zoo`. `tasks/modes.py` merges them into `MODES` and `REFUSED`, so `tests/test_modes.py`
+runs them at every world size."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import zoo
+from zoo.prx import _prx_inputs
+
+from .modes import Mode
+
+
+def _case(name: str, inputs=None, **config) -> Mode:
+    """Class `name`'s coverage case with `config` overrides and other `inputs(model, generator)`."""
+    case = zoo.CASES[name]
+    return Mode(name, replace(case, config={**case.config, **config}, inputs=inputs or case.inputs))
+
+
+def _without(inputs: dict, *names: str) -> dict:
+    return {k: v for k, v in inputs.items() if k not in names}
+
+
+PLAN_MODES: dict[str, Mode] = {
+    # diffusers' PRX test: batch 2 (its `get_dummy_inputs(batch_size)`), no text mask.
+    "PRXTransformer2DModel-batch2-no-mask": _case(
+        "PRXTransformer2DModel", lambda m, g: _without(_prx_inputs(m, g, batch=2), "attention_mask")
+    ),
+    # 5 x 7 = 35 patches: no world size divides them (uneven chunks), with the text mask.
+    "PRXTransformer2DModel-odd": _case("PRXTransformer2DModel", lambda m, g: _prx_inputs(m, g, height=10, width=14)),
+    # PRX-7B's layout: the two-layer bottleneck `img_in` and the resolution embedding; batch 2.
+    "PRXTransformer2DModel-7b": _case(
+        "PRXTransformer2DModel", lambda m, g: _prx_inputs(m, g, batch=2), bottleneck_size=12, resolution_embeds=True
+    ),
+    # 12 text tokens: on 2 ranks the mask's length, 12 + 12 local image keys, equals the whole sequence's, 24; it must
+    # still be read as a key mask over [text, own keys], not as a dense whole-sequence mask.
+    "PRXTransformer2DModel-text12": _case("PRXTransformer2DModel", lambda m, g: _prx_inputs(m, g, text=12)),
+}
+PLAN_REFUSED: dict[str, tuple[Mode, str]] = {}
