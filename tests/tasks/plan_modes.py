@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import zoo
+from zoo.cogvideo import _consisid_inputs
 from zoo.prx import _prx_inputs
 
 from .modes import Mode
@@ -37,5 +38,16 @@ PLAN_MODES: dict[str, Mode] = {
     # 12 text tokens: on 2 ranks the mask's length, 12 + 12 local image keys, equals the whole sequence's, 24; it must
     # still be read as a key mask over [text, own keys], not as a dense whole-sequence mask.
     "PRXTransformer2DModel-text12": _case("PRXTransformer2DModel", lambda m, g: _prx_inputs(m, g, text=12)),
+    # diffusers' ConsisID test: batch 2, one frame of 4 x 4 patches (16 tokens: uneven on 3 ranks), 8 text tokens.
+    "ConsisIDTransformer3DModel-batch2-one-frame": _case(
+        "ConsisIDTransformer3DModel", lambda m, g: _consisid_inputs(m, g, batch=2, frames=1, height=8, width=8)
+    ),
+    # No face path, and the sin-cos position table added inside the patch embedding instead of rotary positions.
+    "ConsisIDTransformer3DModel-no-face-sincos": _case(
+        "ConsisIDTransformer3DModel",
+        lambda m, g: _without(_consisid_inputs(m, g), "id_cond", "id_vit_hidden", "image_rotary_emb"),
+        is_train_face=False,
+        use_rotary_positional_embeddings=False,
+    ),
 }
 PLAN_REFUSED: dict[str, tuple[Mode, str]] = {}
