@@ -119,6 +119,25 @@ class SplitTail(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class SplitPerSample(ContextParallelInput):
+    """Rows that stack one row per (sample, token) of the sequence split earlier in this forward, sample-major
+    (`[B * S, ...]` along `split_dim`): each rank keeps, of every sample, the rows of the tokens it holds.
+
+    For per-token tensors that a forward lays out over batch and tokens together: Latte's temporal blocks attend
+    over frames with one batch row per (sample, patch), and their AdaLN timestep is `[B * H * W, 6C]`, one row per
+    (sample, patch). A contiguous split of `B * S` rows would give a rank other samples' rows when B > 1.
+    """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        total, start, stop = state.held(name)
+        dim = self.split_dim % x.dim()
+        if x.shape[dim] % total:
+            raise ValueError(f"`{name}` has {x.shape[dim]} rows, not a whole number of samples of {total} tokens.")
+        # (B * S, ...) -unflatten-> (B, S, ...) -narrow-> (B, S_LOCAL, ...) -flatten-> (B * S_LOCAL, ...)
+        return x.unflatten(dim, (-1, total)).narrow(dim + 1, start, stop - start).flatten(dim, dim + 1)
+
+
+@dataclass(frozen=True)
 class TokenCount:
     """An `int` argument that counts the *first* tokens of the sequence split earlier in this forward, which the module
     treats apart (HunyuanVideo's first-frame tokens under `token_replace`, Stable Audio 3's memory tokens). Each rank
