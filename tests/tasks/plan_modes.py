@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 import zoo
 from zoo.cogvideo import _consisid_inputs
+from zoo.latte import _latte_inputs
 from zoo.prx import _prx_inputs
 
 from .modes import Mode
@@ -23,6 +25,8 @@ def _case(name: str, inputs=None, **config) -> Mode:
 def _without(inputs: dict, *names: str) -> dict:
     return {k: v for k, v in inputs.items() if k not in names}
 
+
+_BIAS = torch.tensor([[0.0] * 8, [0.0] * 5 + [-10000.0] * 3])[:, None]  # the second caption's last 3 tokens padded
 
 PLAN_MODES: dict[str, Mode] = {
     # diffusers' PRX test: batch 2 (its `get_dummy_inputs(batch_size)`), no text mask.
@@ -48,6 +52,20 @@ PLAN_MODES: dict[str, Mode] = {
         lambda m, g: _without(_consisid_inputs(m, g), "id_cond", "id_vit_hidden", "image_rotary_emb"),
         is_train_face=False,
         use_rotary_positional_embeddings=False,
+    ),
+    # diffusers' Latte test: one frame of 4 x 4 patches (16: uneven on 3 ranks), 2 layers.
+    "LatteTransformer3DModel-one-frame": _case(
+        "LatteTransformer3DModel", lambda m, g: _latte_inputs(m, g, frames=1, height=8, width=8), num_layers=2
+    ),
+    # Temporal attention off.
+    "LatteTransformer3DModel-no-temporal": _case(
+        "LatteTransformer3DModel", lambda m, g: _latte_inputs(m, g) | {"enable_temporal_attentions": False}
+    ),
+    # A padded caption's cross-attention bias (`[B, 1, T]`, 0 or -10000, the form Latte's forward passes on), per
+    # sample. One frame: with more, diffusers' own forward fails on a mask (it repeats the caption per frame, not its
+    # mask); LattePipeline passes none.
+    "LatteTransformer3DModel-masked-text": _case(
+        "LatteTransformer3DModel", lambda m, g: _latte_inputs(m, g, frames=1) | {"encoder_attention_mask": _BIAS}
     ),
 }
 PLAN_REFUSED: dict[str, tuple[Mode, str]] = {}
