@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import torch
 import zoo
+from zoo.ace_step import _ace_step_inputs
 from zoo.cogvideo import _consisid_inputs
 from zoo.latte import _latte_inputs
 from zoo.prx import _prx_inputs
@@ -67,5 +68,11 @@ PLAN_MODES: dict[str, Mode] = {
     "LatteTransformer3DModel-masked-text": _case(
         "LatteTransformer3DModel", lambda m, g: _latte_inputs(m, g, frames=1) | {"encoder_attention_mask": _BIAS}
     ),
+    # diffusers' ACE-Step test: batch 2, 8 latent frames (4 tokens), a window of 16 (wider than the sequence).
+    "AceStepTransformer1DModel-batch2-wide-window": _case(
+        "AceStepTransformer1DModel", lambda m, g: _ace_step_inputs(m, g, batch=2, length=8), sliding_window=16
+    ),
+    # 45 latent frames: padded to 46 by the forward, 23 tokens (uneven at every world size), cut back after.
+    "AceStepTransformer1DModel-odd": _case("AceStepTransformer1DModel", lambda m, g: _ace_step_inputs(m, g, length=45)),
 }
 PLAN_REFUSED: dict[str, tuple[Mode, str]] = {}
