@@ -10,6 +10,7 @@ from dataclasses import replace
 import torch
 import zoo
 from zoo.ace_step import _ace_step_inputs
+from zoo.anyflow import _anyflow_inputs
 from zoo.cogvideo import _consisid_inputs
 from zoo.latte import _latte_inputs
 from zoo.prx import _prx_inputs
@@ -74,5 +75,16 @@ PLAN_MODES: dict[str, Mode] = {
     ),
     # 45 latent frames: padded to 46 by the forward, 23 tokens (uneven at every world size), cut back after.
     "AceStepTransformer1DModel-odd": _case("AceStepTransformer1DModel", lambda m, g: _ace_step_inputs(m, g, length=45)),
+    # diffusers' AnyFlow test: 2 frames of 8 x 8 patches (128 tokens: uneven on 3 ranks), 2 layers.
+    "AnyFlowTransformer3DModel-two-frames": _case(
+        "AnyFlowTransformer3DModel", lambda m, g: _anyflow_inputs(m, g, frames=2, height=16, width=16), num_layers=2
+    ),
+    # Batch 2, image-prompt tokens joined to the text, and the `t - r` delta timestep.
+    "AnyFlowTransformer3DModel-batch2-image": _case(
+        "AnyFlowTransformer3DModel",
+        lambda m, g: _anyflow_inputs(m, g, batch=2, image=4),
+        image_dim=8,
+        deltatime_type="t-r",
+    ),
 }
 PLAN_REFUSED: dict[str, tuple[Mode, str]] = {}
