@@ -1,13 +1,14 @@
 """Tiny Chroma: transformer, pipeline and prompt embeddings with Chroma's padded-prompt mask."""
 
 import torch
-from diffusers import AutoencoderKL, ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
 
-from ._common import TWO_BLOCK_VAE, build_transformer, cast, embeds, quiet, seeded
+from ._common import build_transformer, embeds, quiet
+from .flux import FLUX_LATENT_CHANNELS, _flux_vae
 
 # Inner dim 4 * 16 = 64; rope axes (4, 6, 6) must sum to the head dim (16).
 CHROMA_TEXT_DIM = 32  # joint_attention_dim (T5 width, 4096, in the real model)
-CHROMA_LATENT_CHANNELS = 4  # tiny VAE latent channels; ChromaPipeline packs 2x2 patches -> in_channels = 16
+CHROMA_LATENT_CHANNELS = FLUX_LATENT_CHANNELS  # the tiny FLUX.1 VAE's; ChromaPipeline packs 2x2 patches -> 16
 
 
 def tiny_chroma_transformer(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> ChromaTransformer2DModel:
@@ -43,17 +44,10 @@ def tiny_chroma_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> C
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
-    vae = seeded(
-        seed + 1,
-        lambda: AutoencoderKL(
-            **TWO_BLOCK_VAE, latent_channels=CHROMA_LATENT_CHANNELS, sample_size=64, shift_factor=0.0609,
-            scaling_factor=1.5035,  # Chroma reuses the FLUX.1 VAE; keeps the latent (un)scaling path live
-        ),
-    )  # fmt: skip
     return quiet(
         ChromaPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(),
-            vae=cast(vae, dtype),
+            vae=_flux_vae(seed + 1, dtype),  # Chroma reuses the FLUX.1 VAE
             text_encoder=None,
             tokenizer=None,
             transformer=tiny_chroma_transformer(seed, dtype),
