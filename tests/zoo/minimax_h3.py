@@ -53,6 +53,7 @@ CASES = {
 }
 UNSUPPORTED = {
     "AnyFlowFARTransformer3DModel": (
-        "chunk-causal flex block-masked self-attention with a KV cache (plus the dict RoPE tables): needs masked USP"
+        "chunk-causal flex block-masked self-attention with a KV cache: needs causal/masked USP (its dict RoPE "
+        "tables split like AnyFlow's)"
     ),
 }
