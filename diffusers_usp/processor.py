@@ -182,6 +182,13 @@ class USPProcessor:
         parallel_config=None,
     ) -> torch.Tensor:
         """Stands in for diffusers' `dispatch_attention_fn` (BSHD) inside the wrapped processor."""
+        ring = self.role.sequence.ring if self.role.mode == "sharded" else None
+        if attention_kwargs and ring is not None and ring.size > 1:  # the same on every rank: all raise
+            raise NotImplementedError(
+                f"{self.role}: ring attention attends each key/value block with its own kernel, which does not take "
+                f"the attention backend's `attention_kwargs` ({sorted(attention_kwargs)}: ACE-Step's sliding window "
+                "under a flash backend). Run it without a ring (ring_degree=1), or with the native attention backend."
+            )
 
         def kernel(q, k, v, mask):
             return dispatch_attention_fn(
