@@ -91,8 +91,9 @@ def sharded_attention(
         kernel (`Kernel`): the model's local attention on `[B, S, h, D]` tensors (the ring uses its own LSE kernels).
         call (`ShardedCall`): where the tokens lie.
         attn_mask (`torch.Tensor` or `BlockCausalMask`, *optional*): a key-padding mask (`[B, L]`, `[B, 1, L]` or
-            `[B, 1, 1, L]`, boolean or additive), a dense mask over the whole sequence, or a `BlockCausalMask` (from
-            per-token metadata, `token_mask.py`). Any other mask is refused.
+            `[B, 1, 1, L]`, boolean or additive; with `kv_prefix`, over its `T` keys and then these, `T + L` long), a
+            dense mask over the whole sequence (`_is_dense`), or a `BlockCausalMask` (from per-token metadata,
+            `token_mask.py`). Any other mask is refused.
         kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*): replicated `[B, T, Hkv, D]` keys and values.
 
     Returns:
@@ -127,9 +128,9 @@ def sharded_attention(
             "attention processor that takes a tensor mask or segments (Qwen-Image 2.1: QwenImage21AttnProcessor)."
         )
     local = query.shape[1] - call.replicated
-    if _is_dense(attn_mask, call, local):
-        if kv_prefix is not None:
-            raise NotImplementedError(f"{call.who}: a dense mask together with a replicated K/V prefix.")
+    # With a K/V prefix the mask is over `T + L` keys, which may equal the whole sequence's length by chance: never
+    # dense then (a dense mask with a prefix is refused by `_key_mask`, as any mask with more than one row).
+    if kv_prefix is None and _is_dense(attn_mask, call, local):
         dense = DenseMask(attn_mask, *call.positions(local))
         if call.ring is None or call.ring.size == 1:
             return _ulysses_dense(query, key, value, kernel, call, dense)
@@ -139,7 +140,8 @@ def sharded_attention(
             query, key, value, call.ulysses, call.ring, scale=scale, replicated=call.replicated,
             replicated_front=call.replicated_front, seq_lens=call.seq_lens, dense=dense,
         )  # fmt: skip
-    key_mask = None if attn_mask is None else _key_mask(attn_mask, query.shape[0], key.shape[1], call.who)
+    keys = key.shape[1] + (kv_prefix[0].shape[1] if kv_prefix is not None else 0)
+    key_mask = None if attn_mask is None else _key_mask(attn_mask, query.shape[0], keys, call.who)
     layout = dict(
         replicated=call.replicated, replicated_front=call.replicated_front, kv_prefix=kv_prefix,
         seq_lens=call.seq_lens, key_mask=key_mask,

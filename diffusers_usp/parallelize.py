@@ -232,6 +232,7 @@ def _install_processors(
             joint=plan.is_joint(path),
             sharded_queries=cross and path.rpartition(".")[0] in sharded_blocks,
             two_sequences=plan.is_two_sequences(path) and not cross,
+            kv_prefix=not cross and plan.has_kv_prefix(path),
             model=type(transformer).__name__,
             path=path,
         )

@@ -212,6 +212,13 @@ class USPProcessor:
         parallel_config=None,
     ) -> torch.Tensor:
         """Stands in for diffusers' `dispatch_attention_fn` (BSHD) inside the wrapped processor."""
+        ring = self.role.sequence.ring if self.role.mode == "sharded" else None
+        if attention_kwargs and ring is not None and ring.size > 1:  # the same on every rank: all raise
+            raise NotImplementedError(
+                f"{self.role}: ring attention attends each key/value block with its own kernel, which does not take "
+                f"the attention backend's `attention_kwargs` ({sorted(attention_kwargs)}: ACE-Step's sliding window "
+                "under a flash backend). Run it without a ring (ring_degree=1), or with the native attention backend."
+            )
 
         def kernel(q, k, v, mask):
             return dispatch_attention_fn(
@@ -280,6 +287,12 @@ class USPProcessor:
             )  # fmt: skip
         # A cross module called without its context self-attends its own (sharded) tokens, without the joint text.
         call = seq.call(self.role.joint and not self._cross, who, query.shape[1])
+        if self.role.kv_prefix:  # keys [whole tokens, this rank's tokens]; a mask covers both, in that order
+            T = key.shape[1] - query.shape[1]
+            return sharded_attention(
+                query, key[:, T:], value[:, T:], kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
+                dropout_p=dropout_p, kv_prefix=(key[:, :T], value[:, :T]),
+            )  # fmt: skip
         return sharded_attention(
             query, key, value, kernel, call, attn_mask=attn_mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
         )

@@ -36,6 +36,9 @@ class AttentionRole:
         two_sequences (`bool`, defaults to `False`):
             For `"sharded"`: its queries and its keys/values are two different sharded sequences (LTX-2's
             audio-to-video and video-to-audio attention): `two_sequences.py` exchanges both, no mask.
+        kv_prefix (`bool`, defaults to `False`):
+            For `"sharded"`: its keys and values are `[whole tokens, this rank's tokens]` while its queries are this
+            rank's tokens only; the whole tokens are attended as a replicated K/V prefix (`SequencePlan.kv_prefix`).
         model (`str`), path (`str`):
             The transformer class and the module's path in it, for error messages.
     """
@@ -45,6 +48,7 @@ class AttentionRole:
     joint: bool = True
     sharded_queries: bool = False
     two_sequences: bool = False
+    kv_prefix: bool = False
     model: str = ""
     path: str = ""
 
@@ -60,6 +64,8 @@ class AttentionRole:
             raise ValueError("`sharded_queries` describes a cross module; this role is " + repr(self.mode) + ".")
         if self.two_sequences and self.mode != "sharded":
             raise ValueError("`two_sequences` describes a sharded module; this role is " + repr(self.mode) + ".")
+        if self.kv_prefix and self.mode != "sharded":
+            raise ValueError("`kv_prefix` describes a sharded module; this role is " + repr(self.mode) + ".")
 
     def __str__(self) -> str:
         return f"{self.model} `{self.path}` ({self.mode})" if self.path else self.mode

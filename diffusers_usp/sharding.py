@@ -100,9 +100,14 @@ class SplitHook(ModelHook):
 
     def _split(self, value, spec, name: str):
         """`value` split by `spec`: a tensor by a tensor spec; a list or tuple element by element by a list or tuple
-        of specs; anything else by the spec's own `split` rule (`SplitEach`, `TokenCount`, `Refused`)."""
+        of specs; a dict key by key by a dict of specs (keys it lacks stay whole); anything else by the spec's own
+        `split` rule (`SplitEach`, `TokenCount`, `Refused`)."""
         if self.state.group.size == 1:
             return value
+        if isinstance(spec, dict):  # a dict of tensors (AnyFlow's {"query", "key"} RoPE tables): a spec per key
+            if not isinstance(value, dict):
+                return value
+            return {k: self._split(v, spec[k], f"{name}[{k!r}]") if k in spec else v for k, v in value.items()}
         if isinstance(spec, (list, tuple)):
             if not isinstance(value, (list, tuple)):
                 return value

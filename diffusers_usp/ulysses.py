@@ -123,10 +123,14 @@ def ulysses_in(
         kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*): replicated `[B, T, Hkv, D]` keys and values
             added to the sequence (IP-Adapter image-prompt tokens).
         seq_lens (`tuple[int, ...]`, *optional*): every rank's sharded token count when they differ.
-        key_mask (`torch.Tensor`, *optional*): `[B, L]`, boolean or additive, over this rank's keys in `key`'s order.
+        key_mask (`torch.Tensor`, *optional*): `[B, L]`, boolean or additive, over this rank's keys in `key`'s order;
+            or `[B, T + L]` with a `kv_prefix` of `T` keys, over the prefix first (else prefix keys are all kept).
     """
     B, L, Hq, D = query.shape
     P, rank = group.size, group.rank
+    prefix_mask = None
+    if kv_prefix is not None and key_mask is not None and key_mask.shape[1] != L:  # [B, T + L]: the prefix's first
+        prefix_mask, key_mask = key_mask[:, : kv_prefix[0].shape[1]], key_mask[:, kv_prefix[0].shape[1] :]
     split = head_split(Hq, key.shape[2], P)
     (q0, q1), (kv0, kv1) = split.q[rank], split.kv[rank]
     sharded = slice(replicated, L) if replicated_front else slice(0, L - replicated)
@@ -151,7 +155,9 @@ def ulysses_in(
     if kv_prefix is not None:
         k_extra.append(kv_prefix[0][:, :, kv0:kv1])
         v_extra.append(kv_prefix[1][:, :, kv0:kv1])
-        if key_mask is not None:  # prefix keys are always attended
+        if prefix_mask is not None:
+            m_extra.append(prefix_mask)
+        elif key_mask is not None:  # a mask over the sharded keys only: prefix keys are always attended
             keep = torch.ones if key_mask.dtype == torch.bool else torch.zeros
             m_extra.append(keep(B, kv_prefix[0].shape[1], dtype=key_mask.dtype, device=key_mask.device))
     if replicated:

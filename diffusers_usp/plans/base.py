@@ -119,6 +119,25 @@ class SplitTail(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class SplitPerSample(ContextParallelInput):
+    """Rows that stack one row per (sample, token) of the sequence split earlier in this forward, sample-major
+    (`[B * S, ...]` along `split_dim`): each rank keeps, of every sample, the rows of the tokens it holds.
+
+    For per-token tensors that a forward lays out over batch and tokens together: Latte's temporal blocks attend
+    over frames with one batch row per (sample, patch), and their AdaLN timestep is `[B * H * W, 6C]`, one row per
+    (sample, patch). A contiguous split of `B * S` rows would give a rank other samples' rows when B > 1.
+    """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        total, start, stop = state.held(name)
+        dim = self.split_dim % x.dim()
+        if x.shape[dim] % total:
+            raise ValueError(f"`{name}` has {x.shape[dim]} rows, not a whole number of samples of {total} tokens.")
+        # (B * S, ...) -unflatten-> (B, S, ...) -narrow-> (B, S_LOCAL, ...) -flatten-> (B * S_LOCAL, ...)
+        return x.unflatten(dim, (-1, total)).narrow(dim + 1, start, stop - start).flatten(dim, dim + 1)
+
+
+@dataclass(frozen=True)
 class TokenCount:
     """An `int` argument that counts the *first* tokens of the sequence split earlier in this forward, which the module
     treats apart (HunyuanVideo's first-frame tokens under `token_replace`, Stable Audio 3's memory tokens). Each rank
@@ -182,6 +201,11 @@ class SequencePlan:
             Glob patterns of attention module paths whose queries come from one sharded sequence and whose keys and
             values come from another, of another length (LTX-2's audio-to-video and video-to-audio attention). Both
             sequences are exchanged in one all-to-all (`two_sequences.py`). Not also in `cross_attention`.
+        kv_prefix (`tuple[str, ...]`):
+            Glob patterns of sharded attention modules whose queries are this rank's tokens only, while their keys and
+            values are `[tokens every rank holds whole, this rank's tokens]` (PRX: image queries against `[text,
+            image]` keys). The whole tokens are attended as a replicated K/V prefix (never sent), and a key-padding
+            mask over `[prefix, own tokens]` follows both parts.
     """
 
     split: ContextParallelModelPlan
@@ -190,6 +214,7 @@ class SequencePlan:
     replicated_front: bool = True
     halo_convs: tuple[str, ...] = ()
     two_sequences: tuple[str, ...] = ()
+    kv_prefix: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not any(
@@ -202,6 +227,9 @@ class SequencePlan:
 
     def is_two_sequences(self, module_path: str) -> bool:
         return any(fnmatchcase(module_path, pattern) for pattern in self.two_sequences)
+
+    def has_kv_prefix(self, module_path: str) -> bool:
+        return any(fnmatchcase(module_path, pattern) for pattern in self.kv_prefix)
 
     def is_joint(self, module_path: str) -> bool:
         patterns = self.joint_attention if self.joint_attention is not None else ("*",)

@@ -8,12 +8,15 @@ block at the front of the attention sequence). The sin-cos position table is add
 before the split, so it needs no split of its own; the rotary tables of the 5B and 1.5 models (`image_rotary_emb`, a
 `(cos, sin)` tuple from the pipeline, one row per video token) split like the video at the root.
 
-ConsisID, built on CogVideoX, is not covered: after its blocks it slices `cat([text, video])[:, text_len:]` with the
-whole text length, which is wrong when the text is sharded.
+ConsisID, built on CogVideoX, takes the same splits with one change: after its blocks the forward slices
+`norm_final(cat([text, video]))[:, text_len:]` by the *whole* text length, which on sharded text would cut into the
+video. So its text is `Replicated`: whole on every rank at any P, where that slice leaves exactly the local video, and
+attended as a replicated block at the front. Its face path (`perceiver_cross_attention`, plain modules) attends from
+each video token to the whole face tokens: per query, so exact on local tokens.
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput
-from .base import SequencePlan, SplitOrReplicate
+from .base import Replicated, SequencePlan, SplitOrReplicate
 
 COGVIDEOX = SequencePlan(
     split={
@@ -35,4 +38,14 @@ COGVIDEOX = SequencePlan(
     },
 )
 
-PLANS = {"CogVideoXTransformer3DModel": COGVIDEOX}
+CONSISID = SequencePlan(
+    split={
+        **COGVIDEOX.split,
+        "transformer_blocks.0": {
+            "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
+            "encoder_hidden_states": Replicated(split_dim=1, expected_dims=3),  # sliced off by its whole length
+        },
+    },
+)
+
+PLANS = {"CogVideoXTransformer3DModel": COGVIDEOX, "ConsisIDTransformer3DModel": CONSISID}

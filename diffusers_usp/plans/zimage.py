@@ -1,6 +1,6 @@
 """Z-Image's plan: image and text refined apart, then one unified sequence split contiguously.
 
-OmniGen and PRX have no plan here: see `tests/zoo/zimage.py` (HiDream-I1's plan is in `hidream.py`).
+OmniGen, PRX and HiDream-I1 have plans of their own (`omnigen.py`, `prx.py`, `hidream.py`).
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput

@@ -7,6 +7,14 @@ adds the sizes and guidance the examples use).
 """
 
 from .calls import tiny_call_kwargs
+from .chroma import (
+    CHROMA_LATENT_CHANNELS,
+    CHROMA_TEXT_DIM,
+    chroma_prompt_mask,
+    tiny_chroma_pipeline,
+    tiny_chroma_prompt_embeds,
+    tiny_chroma_transformer,
+)
 from .cogvideox import (
     COGVIDEOX_LATENT_CHANNELS,
     COGVIDEOX_TEXT_DIM,
@@ -128,6 +136,10 @@ __all__ = [  # grouped by family
     "tiny_hunyuan_video_transformer",
     "tiny_hunyuan_video_pipeline",
     "tiny_hunyuan_video_prompt_embeds",
+    "tiny_chroma_transformer",
+    "tiny_chroma_pipeline",
+    "tiny_chroma_prompt_embeds",
+    "chroma_prompt_mask",
     "FLUX_TEXT_DIM",
     "FLUX_POOLED_DIM",
     "FLUX_LATENT_CHANNELS",
@@ -152,4 +164,6 @@ __all__ = [  # grouped by family
     "HUNYUAN_VIDEO_TEXT_DIM",
     "HUNYUAN_VIDEO_POOLED_DIM",
     "HUNYUAN_VIDEO_LATENT_CHANNELS",
+    "CHROMA_TEXT_DIM",
+    "CHROMA_LATENT_CHANNELS",
 ]

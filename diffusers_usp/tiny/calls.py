@@ -2,6 +2,7 @@
 
 import torch
 
+from .chroma import tiny_chroma_prompt_embeds
 from .cogvideox import tiny_cogvideox_prompt_embeds
 from .flux import tiny_flux_prompt_embeds
 from .flux2 import tiny_flux2_prompt_embeds
@@ -14,8 +15,9 @@ from .sd3 import tiny_sd3_prompt_embeds
 from .wan import tiny_wan_prompt_embeds
 
 # Sizes whose sharded token counts divide by 2, 3, 4, 6 and 8 ranks: flux, flux2 and sd3 48x48 and qwenimage 96x96 have
-# 12x12 = 144 image tokens, wan 96x96x5 has 2x6x6 = 72 patches, cogvideox 32x64x9 has 3x2x4 = 24, ltx 32x32x9 has
-# 3x8x8 = 192 and hunyuan_video 64x64x9 has 3x4x4 = 48 (text tokens need not divide: they can stay replicated).
+# 12x12 = 144 image tokens (chroma 48x48 too), wan 96x96x5 has 2x6x6 = 72 patches, cogvideox 32x64x9 has 3x2x4 = 24,
+# ltx 32x32x9 has 3x8x8 = 192 and hunyuan_video 64x64x9 has 3x4x4 = 48 (text tokens need not divide: they can stay
+# replicated).
 # sana 128x96 has 4x3 = 12 latent tokens in 4 rows (split by whole rows: up to 4 ranks); Sana needs sizes divisible by
 # 32, no resolution binning (it snaps sizes to the real model's table), and its negative prompt given as embeddings.
 # Guidance is each pipeline's usual value; Qwen-Image's CFG is `true_cfg_scale`, on because its embeddings include
@@ -41,6 +43,7 @@ _CALLS = {
         tiny_sana_prompt_embeds,
         dict(height=128, width=96, guidance_scale=4.5, negative_prompt=None, use_resolution_binning=False),
     ),
+    "chroma": (tiny_chroma_prompt_embeds, dict(height=48, width=48, guidance_scale=4.0)),
 }
 
 
@@ -49,7 +52,7 @@ def tiny_call_kwargs(family: str, device: torch.device | str = "cpu", dtype: tor
 
     Args:
         family (`str`): One of `"flux"`, `"flux2"`, `"wan"`, `"sd3"`, `"cogvideox"`, `"qwenimage"`, `"ltx"`,
-            `"ltx2"`, `"hunyuan_video"`, `"sana"`.
+            `"ltx2"`, `"hunyuan_video"`, `"sana"`, `"chroma"`.
         device (`torch.device` or `str`): Device of the pipeline; the embeddings are moved there.
         dtype (`torch.dtype`): Dtype of the pipeline; the embeddings take it.
     """

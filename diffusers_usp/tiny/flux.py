@@ -86,8 +86,23 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
         seed (`int`): Seed for the weight initialisation (the VAE uses `seed + 1`).
         dtype (`torch.dtype`): Parameter dtype of the transformer and VAE.
     """
+    return quiet(
+        FluxPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=_flux_vae(seed + 1, dtype),
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=None,
+            tokenizer_2=None,
+            transformer=tiny_flux_transformer(seed, dtype),
+        )
+    )
+
+
+def _flux_vae(seed: int, dtype: torch.dtype) -> AutoencoderKL:
+    """The tiny FLUX.1 VAE (2 blocks, so `vae_scale_factor == 2`), which Chroma's pipeline uses too."""
     vae = seeded(
-        seed + 1,
+        seed,
         lambda: AutoencoderKL(
             **TWO_BLOCK_VAE,
             latent_channels=FLUX_LATENT_CHANNELS,
@@ -96,17 +111,7 @@ def tiny_flux_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> Flu
             scaling_factor=1.5035,  # FLUX.1 VAE values; keeps the latent (un)scaling path live
         ),
     )
-    return quiet(
-        FluxPipeline(
-            scheduler=FlowMatchEulerDiscreteScheduler(),
-            vae=cast(vae, dtype),
-            text_encoder=None,
-            tokenizer=None,
-            text_encoder_2=None,
-            tokenizer_2=None,
-            transformer=tiny_flux_transformer(seed, dtype),
-        )
-    )
+    return cast(vae, dtype)
 
 
 def tiny_flux_controlnet_pipeline(

@@ -78,6 +78,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # is split by rows too
     "sana": (tiny.tiny_sana_pipeline, tiny.tiny_sana_prompt_embeds,
              dict(height=128, width=96, negative_prompt=None, use_resolution_binning=False)),
+    # 12x12 = 144 image tokens; CFG as two forwards per step, each with its own padded prompt (8 and 6 tokens) and
+    # Chroma's padding vector over [text, image], which every block expands to a dense per-query mask
+    "chroma": (tiny.tiny_chroma_pipeline, tiny.tiny_chroma_prompt_embeds,
+               dict(height=48, width=48, guidance_scale=4.0)),
 }  # fmt: skip
 
 
@@ -96,9 +100,8 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-EXAMPLES = [
-    (name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "ltx2", "hunyuan_video", "sana")
-] + [
+_PLAIN = ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "ltx2", "hunyuan_video", "sana", "chroma")
+EXAMPLES = [(name, ()) for name in _PLAIN] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
     ("flux2", ("--shard-weights",)),

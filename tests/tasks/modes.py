@@ -230,3 +230,10 @@ def refusal(model: torch.nn.Module, inputs: dict) -> str:
     except ValueError as err:
         return f"{type(err).__name__}: {err}"
     return "no error"
+
+
+# The modes of the classes proven through the plan language's newer specs, kept in a module of their own.
+from .plan_modes import PLAN_MODES, PLAN_REFUSED  # noqa: E402 - it imports `Mode` from this module
+
+MODES.update(PLAN_MODES)
+REFUSED.update(PLAN_REFUSED)

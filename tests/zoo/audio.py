@@ -97,8 +97,6 @@ CASES = {
 UNSUPPORTED = {
     "T5FilmDecoder": "its attention modules (`scale_qk=False`) default to diffusers' `AttnProcessor`, which computes "
     "attention with bmm (`get_attention_scores`), not SDPA",
-    "AceStepTransformer1DModel": "a sliding-window (banded) attention mask on every other self-attention layer: "
-    "needs masked USP",
     "LongCatAudioDiTTransformer": "the forward computes RoPE from the token count of the embedded audio and adds "
     "that embedding back after the blocks (long skip): split before, the RoPE rows start at 0 on every rank; split "
     "at the blocks, the skip mixes whole and sharded tokens",

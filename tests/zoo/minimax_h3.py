@@ -1,4 +1,4 @@
-"""MiniMax-H3 coverage (packed multimodal sequence), and why AnyFlow has no plan."""
+"""MiniMax-H3 coverage (packed multimodal sequence), and why AnyFlow-FAR has no plan."""
 
 import torch
 
@@ -52,12 +52,8 @@ CASES = {
     ),
 }
 UNSUPPORTED = {
-    "AnyFlowTransformer3DModel": (
-        "its per-token RoPE tables exist only as a dict {'query', 'key'}, from the RoPE module's output down to the "
-        "blocks' and attention modules' `rotary_emb` inputs, and the split hooks split tensors, lists and tuples only "
-        "(the rest of the model would take the Wan-style plan plus its per-token `timestep_proj`)"
-    ),
     "AnyFlowFARTransformer3DModel": (
-        "chunk-causal flex block-masked self-attention with a KV cache (plus the dict RoPE tables): needs masked USP"
+        "chunk-causal flex block-masked self-attention with a KV cache: needs causal/masked USP (its dict RoPE "
+        "tables split like AnyFlow's)"
     ),
 }

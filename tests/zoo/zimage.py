@@ -1,4 +1,4 @@
-"""Z-Image and OmniGen coverage, and why PRX has no plan."""
+"""Z-Image and OmniGen coverage."""
 
 from .base import Case, randn, timestep
 
@@ -69,8 +69,4 @@ CASES["OmniGenTransformer2DModel"] = Case(
     ),  # fmt: skip
     inputs=_omnigen_inputs,
 )
-UNSUPPORTED = {
-    "PRXTransformer2DModel": "queries are image tokens only, keys and values are [text, image]: the text is a "
-    "replicated K/V prefix of a sharded self-attention, which the core (`kv_prefix`) supports but no plan role "
-    "reaches",
-}
+UNSUPPORTED = {}
