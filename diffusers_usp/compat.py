@@ -35,6 +35,11 @@ sdpa_efficient_lse = torch.ops.aten._scaled_dot_product_efficient_attention
 no_subclass_dispatch = torch._C.DisableTorchFunctionSubclass
 
 
+# The base of a mode that sees every aten op (private: `torch.utils._python_dispatch`): `vae_tiles.MetaShapes` runs a
+# tile another rank decodes on the meta device, for its output's shape without its data or FLOPs.
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402, F401 - re-exported
+
+
 # diffusers' context-parallel plan format (`_cp_plan`), from its private `_modeling_parallel`: not exported by
 # `diffusers`. Our plans reuse it so that a model's own plan, where diffusers has one, is taken as it is. Imported on
 # first use (PEP 562), so that the communication and attention modules, which import this one, import no diffusers.

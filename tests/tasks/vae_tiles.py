@@ -1,0 +1,112 @@
+"""Tiled VAEs (`enable_tiling()`) with their tiles spread over the ranks: the tiny autoencoders of `tasks/vae.py` with
+small tiles, and the pool task that decodes and encodes them on every rank.
+
+Latents of 10 x 6 rows and columns under tiles of 4 latent rows with a stride of 3 (in sample space: 32 with a
+stride of 24, at a compression of 8): 4 x 2 = 8 tiles, which 3 ranks share unevenly (3, 3, 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import diffusers_usp
+from diffusers_usp.vae_specs import compression
+
+from . import vae as vae_cases
+
+LATENT_HW = (10, 6)
+# Classes whose tiled loop we spread, with what is special about each: the default is a stateless call per tile.
+CLASSES = {
+    "AutoencoderKL": "tiles of tile_latent_min_size, blended by blend_v/blend_h",
+    "AutoencoderKLCogVideoX": "each tile decoded in frame batches chained by `conv_cache=`",
+    "AutoencoderKLWan": "each tile decoded frame by frame, chained by `feat_cache=` (the cache in the VAE)",
+}
+# AutoencoderKLAllegro, tiled only, is in `tasks/vae.py`'s cases (docs/vaes.md's table): 12 tiles over frames, rows and
+# columns, blended by adding weighted tiles.
+
+
+def allegro():
+    """A tiny Allegro VAE whose tiles (kernel 4 x 8 x 8 samples, stride 2 x 4 x 4) fit a tiny video."""
+    from diffusers import AutoencoderKLAllegro
+
+    vae = AutoencoderKLAllegro(
+        down_block_types=("AllegroDownBlock3D",) * 2, up_block_types=("AllegroUpBlock3D",) * 2,
+        block_out_channels=(8, 8), temporal_downsample_blocks=(True, False), temporal_upsample_blocks=(False, True),
+        latent_channels=4, layers_per_block=1, norm_num_groups=4, temporal_compression_ratio=2, sample_size=8,
+    )  # fmt: skip
+    vae.use_tiling = True  # diffusers decodes and encodes it only tiled
+    vae.kernel, vae.stride = (4, 8, 8), (2, 4, 4)
+    return vae
+
+
+def tile(vae: torch.nn.Module) -> None:
+    """Tiling on, with tiles of 32 samples and a stride of 24 (a quarter overlaps), in each class's own attributes."""
+    vae.use_tiling = True
+    ratio = compression(vae)
+    if hasattr(vae, "tile_sample_stride_height"):  # Wan, HunyuanVideo, LTX, Mochi, DC, ...
+        vae.tile_sample_min_height = vae.tile_sample_min_width = 4 * ratio
+        vae.tile_sample_stride_height = vae.tile_sample_stride_width = 3 * ratio
+        for name in ("tile_latent_min_height", "tile_latent_min_width"):
+            if hasattr(vae, name):
+                setattr(vae, name, 4)
+    elif hasattr(vae, "tile_overlap_factor_height"):  # CogVideoX: overlap factors, frame batches of 1 latent frame
+        vae.tile_sample_min_height = vae.tile_sample_min_width = 4 * ratio
+        vae.tile_latent_min_height = vae.tile_latent_min_width = 4
+        vae.tile_overlap_factor_height = vae.tile_overlap_factor_width = 0.25
+        vae.num_latent_frames_batch_size = 1
+    else:  # AutoencoderKL, Flux2: one square size
+        vae.tile_sample_min_size, vae.tile_latent_min_size, vae.tile_overlap_factor = 4 * ratio, 4, 0.25
+
+
+def build(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The case's tiled autoencoder and its decode and encode inputs (10 x 6 latent rows and columns)."""
+    vae, latent, image = vae_cases.build(name)
+    tile(vae)
+    ratio = compression(vae)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        latent = torch.randn(*latent.shape[:-2], *LATENT_HW)
+        image = torch.rand(*image.shape[:-2], LATENT_HW[0] * ratio, LATENT_HW[1] * ratio) * 2 - 1
+    return vae, latent, image
+
+
+def run(name: str, split: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """`(decoded, encoded moments, conv output elements this rank computed)`, tiled."""
+    vae, latent, image = build(name)
+    if split:
+        diffusers_usp.parallelize(vae)
+    work = [0]
+
+    def count(module, args, out):  # real outputs only: a shape probe runs on the meta device and computes nothing
+        if not out.is_meta:
+            work[0] += out.numel()
+
+    # the convs of the per-tile calls; the 1x1 quant convs the loop runs around them run on every rank, and twice
+    for module in [*vae.decoder.modules(), *vae.encoder.modules()]:
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        decoded = vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy()
+        encoded = vae_cases._tensor(vae.encode(image, return_dict=False)).numpy()
+    return decoded, encoded, work[0]
+
+
+def tiles_run(names: list[str]) -> dict[str, tuple]:
+    """The pool task: every named case on this rank, its tiles spread over the pool."""
+    return {name: run(name, split=True) for name in names}
+
+
+def failing_tile_run() -> str:
+    """The pool task: a tiled decode whose decoder fails on rank 1 only (one of its tiles). Every rank must raise,
+    none may wait in the gather for it."""
+    vae, latent, _ = build("AutoencoderKL")
+    diffusers_usp.parallelize(vae)
+    if torch.distributed.get_rank() == 1:
+        vae.decoder.conv_in.weight.data = vae.decoder.conv_in.weight.data[:, :2]  # a wrong channel count: raises
+    try:
+        with torch.no_grad():
+            vae.decode(latent)
+    except RuntimeError as error:
+        return str(error)
+    return "no error"

@@ -1,0 +1,50 @@
+"""Tiling spread over ranks (`diffusers_usp/vae_tiles.py`): with `enable_tiling()` on, a split VAE's tiled decode and
+encode equal the single-process tiled output bit for bit at 2, 3 and 4 ranks, every tile computed by exactly one
+rank, and a failing tile raises on every rank instead of hanging."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from tasks import vae_tiles as cases
+
+WORLDS = (2, 3, 4)
+
+
+@functools.cache
+def _reference(name: str):
+    # one thread, as on the pool's ranks: a CPU conv's reduction order, and so its last bit, follows the thread count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return cases.run(name, split=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_tiles_spread_equal_one_process_tiled(pools, world):
+    """Catches a tile blended from the wrong rank's output or in the wrong order (the gathered outputs replayed out
+    of call order), a tile computed by no rank or by two (the work sums differ), a rank that keeps all the work (its
+    share is the whole), tiles of one causal chain split between ranks (CogVideoX's `conv_cache=`, Wan's
+    `feat_cache=`: a rank would read a cache it never filled), and uneven tile counts (8 tiles at 3 ranks) misplaced.
+    Each tile is computed whole by one rank with the same ops, so the results are bit-exact."""
+    names = list(cases.CLASSES)
+    runs = pools(world).run(cases.tiles_run, names)
+    for name in names:
+        want_dec, want_enc, want_work = _reference(name)
+        for rank in runs:
+            got_dec, got_enc, _ = rank[name]
+            assert np.array_equal(got_dec, want_dec), (name, np.abs(got_dec - want_dec).max())
+            assert np.array_equal(got_enc, want_enc), (name, np.abs(got_enc - want_enc).max())
+        shares = [rank[name][2] for rank in runs]
+        assert sum(shares) == want_work, (name, shares, want_work)  # every tile once, over all ranks
+        assert max(shares) < want_work, (name, shares)  # spread, not whole on one rank
+
+
+def test_a_failing_tile_raises_on_every_rank(pools):
+    """Catches a hang: rank 1's decoder fails on its first tile while the others finish theirs and would wait in the
+    tiles' all-gather for it; every rank must raise instead (one all-reduce of a failure flag comes first)."""
+    for rank, message in enumerate(pools(2).run(cases.failing_tile_run)):
+        assert "failed computing its tiles" in message, (rank, message)
