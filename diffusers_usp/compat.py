@@ -21,6 +21,10 @@ import torch.distributed as dist
 # (the ring's shift under torch.compile).
 from torch.distributed import _functional_collectives as funcol  # noqa: F401 - re-exported
 
+# The base of a mode that sees every aten op (private: `torch.utils._python_dispatch`): `vae_tiles.MetaShapes` runs a
+# tile another rank decodes on the meta device, for its output's shape without its data or FLOPs.
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401 - re-exported
+
 # torch 2.13 renamed `all_gather_into_tensor` (deprecated there) to `all_gather_single`; torch 2.11 has only the former.
 all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
@@ -33,11 +37,6 @@ sdpa_efficient_lse = torch.ops.aten._scaled_dot_product_efficient_attention
 # Turns off `__torch_function__` of tensor subclasses: `PendingTensor` must read and fill its own storage without
 # settling itself.
 no_subclass_dispatch = torch._C.DisableTorchFunctionSubclass
-
-
-# The base of a mode that sees every aten op (private: `torch.utils._python_dispatch`): `vae_tiles.MetaShapes` runs a
-# tile another rank decodes on the meta device, for its output's shape without its data or FLOPs.
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402, F401 - re-exported
 
 
 # diffusers' context-parallel plan format (`_cp_plan`), from its private `_modeling_parallel`: not exported by

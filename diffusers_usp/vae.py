@@ -4,7 +4,8 @@ band of rows (H) of every feature map, with the same result as one process.
 `apply_vae_split` wraps the autoencoder's `_decode` and `_encode` (split the input's rows, run, gather the output's
 rows once), and every conv (halo exchange, `halo.conv_rows`), GroupNorm (statistics merged across ranks) and spatial
 attention (keys and values gathered from every rank) inside it. Outside a split call every wrapped module runs its
-own code untouched. Which classes are proven, and how each pads, is data: `vae_specs.py`.
+own code untouched. Which classes are proven, and how each pads, is data: `vae_specs.py`. With tiling on, the tiles
+are spread over the ranks instead (`vae_tiles.py`, through a hook on the `decoder` and `encoder`).
 """
 
 from __future__ import annotations
@@ -239,14 +240,15 @@ def key_levels(mask: torch.Tensor, tokens: int) -> torch.Tensor:
 
 def _split_call(vae: torch.nn.Module, original, split: VaeSplit, encode: bool):
     """`original` (`_encode(x)` or `_decode(z)`) on this rank's rows of its input, with one all-gather of the rows of
-    its output."""
+    its output; or, with tiling on and an input the class tiles, on this rank's share of its tiles (`vae_tiles.py`)."""
     which = "encode" if encode else "decode"
 
     def call(x: torch.Tensor, *args, **kwargs):
         group = split.group
         if split.active:  # re-entered (a tiled path calling back): already split
             return original(x, *args, **kwargs)
-        if getattr(vae, "use_tiling", False):  # each rank computes its share of the tiles
+        tiled = getattr(vae, "use_tiling", False)
+        if tiled:  # each rank computes its share of the tiles
             _check_same(x, group)
             out = spread_tiles(split, original, x, args, kwargs)
             if out is not None:
@@ -262,7 +264,8 @@ def _split_call(vae: torch.nn.Module, original, split: VaeSplit, encode: bool):
                 f"{group.size} ranks; it runs whole on every rank.",
             )
             return original(x, *args, **kwargs)
-        _check_same(x, group)
+        if not tiled:  # else checked above
+            _check_same(x, group)
         split.active = True
         try:
             out = original(local_rows(x, sizes, group.rank).contiguous(), *args, **kwargs)

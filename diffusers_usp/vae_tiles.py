@@ -7,19 +7,21 @@ The autoencoder's `_decode`/`_encode` runs twice, its tile loop untouched:
    whose causal cache (`conv_cache=`, `feat_cache=`) is already filled continues the tile before it (CogVideoX's
    and Wan's frame batches inside one spatial tile); any other call starts a new tile. Tile k belongs to rank
    `k % P` (round robin: tile counts per rank differ by at most one). A rank runs its own tiles; for every other
-   call it learns only the output's shape: from an earlier call of the same input shapes and place in its tile,
-   or else from a run on the meta device (`MetaShapes`: no data, no FLOPs), and hands the loop an uninitialized
-   tensor of that shape.
-   That pass's blended result is discarded.
-2. **Blend.** One all-gather of every rank's own outputs (each rank knows every call's shape, so no sizes travel),
-   then the same `_decode`/`_encode` again, the hook now returning the gathered output of each call in order.
+   call it learns only the output's shape: from an earlier call of the same argument shapes and place in its tile
+   (first or later), or else from one run on the meta device (`MetaShapes`: no data, no FLOPs, Python time only),
+   and hands the loop an uninitialized tensor of that shape. So is its own call, whose output it keeps aside: the
+   loop blends in place. That pass's result is discarded.
+2. **Blend.** One all-reduce of the owners' output shapes (a placeholder's shape only has to carry the loop to its
+   end), one all-gather of every rank's own outputs, then the same `_decode`/`_encode` again, the hook now
+   returning the gathered output of each call in order, computing nothing.
 
 If the first call already covers the whole input's height and width, the class did not tile spatially (the input
 is under its tile size, or only frames are tiled): the pass stops there and the row split (`vae.py`) runs instead.
 Any error in pass 1 on any rank is raised on every rank (one all-reduce before the gather), never a hang.
 
-Memory: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (the gathered
-tiles), plus its own tiles (1/P of them) during the gather. Activations of one tile are those of one process.
+Cost: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (placeholders in pass 1,
+the gathered tiles in pass 2), plus its own tiles (1/P of them) until the gather. Activations of one tile are those
+of one process. The 1x1 quant convs the loop runs around each call, and the blend, run on every rank, twice.
 """
 
 from __future__ import annotations
@@ -164,8 +166,8 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
 class MetaShapes(TorchDispatchMode):
     """Runs every op on the meta device (its inputs, parameters included, turned into meta tensors: no copy), so a
     module's forward yields its outputs' shapes at the cost of Python alone. torch's `FakeTensorMode` does the same
-    with bookkeeping this needs not (measured 20x slower per op). An op that needs data (`.item()`) raises: the
-    tiles' status all-reduce then raises on every rank."""
+    with bookkeeping this needs not: about 3x slower on a tiny Wan decoder here. An op that needs data (`.item()`)
+    raises: the tiles' status all-reduce then raises on every rank."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -212,7 +214,8 @@ def spread_tiles(split, original, x: torch.Tensor, args: tuple, kwargs: dict):
             whole = True
         except Exception as error:  # raised on every rank below, before any rank waits in the gather
             failed = error
-        status = torch.tensor([failed is not None, whole, tiles.calls, -tiles.calls], dtype=torch.int64, device=x.device)
+        status = [failed is not None, whole, tiles.calls, -tiles.calls]
+        status = torch.tensor(status, dtype=torch.int64, device=x.device)
         dist.all_reduce(status, op=dist.ReduceOp.MAX, group=group.group)
         if status[0]:
             raise RuntimeError("diffusers_usp: a rank failed computing its tiles; see its error.") from failed

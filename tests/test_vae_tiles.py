@@ -48,3 +48,13 @@ def test_a_failing_tile_raises_on_every_rank(pools):
     tiles' all-gather for it; every rank must raise instead (one all-reduce of a failure flag comes first)."""
     for rank, message in enumerate(pools(2).run(cases.failing_tile_run)):
         assert "failed computing its tiles" in message, (rank, message)
+
+
+def test_tiling_on_under_one_tile_splits_by_rows(pools):
+    """Catches a VAE with tiling on whose input is under one tile running whole on every rank (or on one rank while
+    the others wait): diffusers does not tile it, so the row split takes it, and it equals one process."""
+    want, whole = cases.under_one_tile_run()
+    runs = pools(3).run(cases.under_one_tile_run)
+    for got, _ in runs:
+        assert np.abs(got - want).max() <= 1e-4  # the row split's GroupNorm statistics merge in another order
+    assert max(work for _, work in runs) <= 1.15 / 3 * whole, [work for _, work in runs]

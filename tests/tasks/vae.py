@@ -212,8 +212,8 @@ def _decode_np(vae, latent) -> np.ndarray:
 
 def fallback_run() -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
     """The pool task of the fallbacks: `{case: (split run, one-process run, warned)}` for a class without a spec
-    (AutoencoderTiny), a VAE with tiling on, and a VAE after `remove_parallelism` (its "warning" is that no wrapper
-    is left)."""
+    (AutoencoderTiny) and a VAE after `remove_parallelism` (its "warning" is that no wrapper is left). Tiling on
+    spreads the tiles: `tasks/vae_tiles.py`."""
     import warnings
 
     from diffusers import AutoencoderTiny
@@ -231,15 +231,6 @@ def fallback_run() -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
         warnings.simplefilter("always")
         diffusers_usp.parallelize(tiny)
     out["class without a spec"] = (_decode_np(tiny, latent), want, any("whole" in str(w.message) for w in caught))
-
-    vae, latent, _ = build("AutoencoderKL")
-    vae.use_tiling, vae.tile_latent_min_size, vae.tile_sample_min_size = True, 8, 32  # tiles of 8 latent rows
-    want = _decode_np(vae, latent)
-    diffusers_usp.parallelize(vae)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        got = _decode_np(vae, latent)
-    out["tiling on"] = (got, want, any("tiling" in str(w.message) for w in caught))
 
     vae, latent, _ = build("AutoencoderKLWan")
     want = _decode_np(vae, latent)

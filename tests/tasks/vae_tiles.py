@@ -110,3 +110,18 @@ def failing_tile_run() -> str:
     except RuntimeError as error:
         return str(error)
     return "no error"
+
+
+def under_one_tile_run() -> tuple[np.ndarray, int]:
+    """The pool task: an AutoencoderKL with tiling on and an input under one tile (23 x 5 latents, tiles of 32): its
+    decode and the conv output elements this rank computed."""
+    vae, latent, _ = vae_cases.build("AutoencoderKL")
+    vae.use_tiling, vae.tile_latent_min_size, vae.tile_sample_min_size = True, 32, 128
+    if torch.distributed.is_initialized():
+        diffusers_usp.parallelize(vae)
+    work = [0]
+    for module in vae.decoder.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.register_forward_hook(lambda m, a, out: work.__setitem__(0, work[0] + out.numel()))
+    with torch.no_grad():
+        return vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy(), work[0]
