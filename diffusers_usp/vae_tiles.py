@@ -61,15 +61,17 @@ class TilePass:
     own: dict[int, torch.Tensor] = field(default_factory=dict)  # this rank's calls' outputs
     seen: dict = field(default_factory=dict)  # (call signature, first in its tile?) -> (shape, dtype, extras)
     replay: list[torch.Tensor] | None = None
+    sums: tuple[list, list] = field(default_factory=lambda: ([], []))  # each call's input sum, in pass 1 and pass 2
 
     def call(self, forward, args: tuple, kwargs: dict):
         i = self.calls
         self.calls += 1
+        x = next(a for a in args if torch.is_tensor(a))
+        self.sums[self.replay is not None].append(x.detach().sum(dtype=torch.float64))
         if self.replay is not None:  # pass 2: the gathered output, no compute
             if i >= len(self.replay):
                 raise RuntimeError("diffusers_usp: the tiled loop made more calls when blending than when computing.")
             return self.replay[i] if not self.extras[i] else (self.replay[i],) + (None,) * (self.extras[i] - 1)
-        x = next(a for a in args if torch.is_tensor(a))
         if i == 0 and self.stop_if_whole and tuple(x.shape[-2:]) == self.whole:
             raise NotTiled
         first_call = i == 0 or not _continues(kwargs)
@@ -224,6 +226,19 @@ def spread_tiles(split, original, x: torch.Tensor, args: tuple, kwargs: dict):
         if status[2] != -status[3]:
             raise RuntimeError("diffusers_usp: the ranks made different numbers of tile calls (different inputs?).")
         tiles.exchange(x.device)
-        return original(x, *args, **kwargs)
+        out = original(x, *args, **kwargs)
+        # A loop that cut a call's input from an earlier call's output would have fed placeholders to pass 1: the
+        # inputs' sums would differ between the passes on some rank. One all-reduce makes every rank refuse.
+        first, second = (torch.stack(s) if s else torch.zeros(0, dtype=torch.float64) for s in tiles.sums)
+        same = first.shape == second.shape and bool(((first == second) | (first.isnan() & second.isnan())).all())
+        differ = torch.tensor([not same], dtype=torch.int64, device=x.device)
+        dist.all_reduce(differ, op=dist.ReduceOp.MAX, group=group.group)
+        if differ.item():
+            raise RuntimeError(
+                f"diffusers_usp: {type(getattr(original, '__self__', None)).__name__}'s tiled loop feeds a tile's "
+                "output into another tile's input, so its tiles cannot be spread over ranks. Call "
+                "vae.disable_tiling() to split it by rows."
+            )
+        return out
     finally:
         split.tiles = None

@@ -58,3 +58,12 @@ def test_tiling_on_under_one_tile_splits_by_rows(pools):
     for got, _ in runs:
         assert np.abs(got - want).max() <= 1e-4  # the row split's GroupNorm statistics merge in another order
     assert max(work for _, work in runs) <= 1.15 / 3 * whole, [work for _, work in runs]
+
+
+def test_a_loop_feeding_outputs_into_inputs_is_refused_on_every_rank(pools):
+    """Catches a silently wrong decode from a tile loop (a future diffusers one) that cuts a call's input from an
+    earlier call's output: in the computing pass, a rank that did not compute that output fed its placeholder on, so
+    its inputs' sums differ between the passes; every rank must raise, not only that one (the others would hang in
+    the next collective)."""
+    for rank, message in enumerate(pools(2).run(cases.feedback_run)):
+        assert "feeds a tile's output into another tile's input" in message, (rank, message)

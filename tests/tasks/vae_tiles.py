@@ -125,3 +125,26 @@ def under_one_tile_run() -> tuple[np.ndarray, int]:
             module.register_forward_hook(lambda m, a, out: work.__setitem__(0, work[0] + out.numel()))
     with torch.no_grad():
         return vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy(), work[0]
+
+
+def feedback_run() -> str:
+    """The pool task: an AutoencoderKL whose tiled decode (replaced on the instance) cuts its second tile's input from
+    its first tile's output. Every rank must refuse: a rank that did not compute the first tile fed its placeholder
+    to the second."""
+    from diffusers.models.autoencoders.vae import DecoderOutput
+
+    vae, latent, _ = build("AutoencoderKL")
+    diffusers_usp.parallelize(vae)
+
+    def tiled_decode(z, return_dict=True):
+        first = vae.decoder(z[:, :, :4, :4])
+        second = vae.decoder(z[:, :, 4:8, :4] + first.mean())
+        return DecoderOutput(sample=torch.cat([first, second], dim=2))
+
+    vae.tiled_decode = tiled_decode
+    try:
+        with torch.no_grad():
+            vae.decode(latent)
+    except RuntimeError as error:
+        return str(error)
+    return "no error"
