@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 import diffusers_usp
+from diffusers_usp.vae_specs import SPECS
 
 ROWS = 23  # latent rows
 
@@ -186,8 +187,11 @@ def run(name: str, split: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str
     if split:
         diffusers_usp.parallelize(vae)
     work: dict[str, int] = {}
+    # A class split through its tiles spreads the decoder's and encoder's calls; the 1x1 quant convs its tile loop
+    # runs around them run on every rank (and twice), so they are not counted.
+    tiles_only = SPECS[type(vae).__name__].tiles_only
     for path, module in vae.named_modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)) and not (tiles_only and "quant_conv" in path):
             module.register_forward_hook(functools.partial(_count, work, path))
     with torch.no_grad():
         decoded = _tensor(vae.decode(latent, return_dict=False)).numpy()

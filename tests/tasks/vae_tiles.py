@@ -50,11 +50,14 @@ def tile(vae: torch.nn.Module) -> None:
         for name in ("tile_latent_min_height", "tile_latent_min_width"):
             if hasattr(vae, name):
                 setattr(vae, name, 4)
-    elif hasattr(vae, "tile_overlap_factor_height"):  # CogVideoX: overlap factors, frame batches of 1 latent frame
+    elif hasattr(vae, "tile_latent_min_height"):  # CogVideoX, HunyuanVideo 1.5: overlap factors
         vae.tile_sample_min_height = vae.tile_sample_min_width = 4 * ratio
         vae.tile_latent_min_height = vae.tile_latent_min_width = 4
-        vae.tile_overlap_factor_height = vae.tile_overlap_factor_width = 0.25
-        vae.num_latent_frames_batch_size = 1
+        for name in ("tile_overlap_factor_height", "tile_overlap_factor_width", "tile_overlap_factor"):
+            if hasattr(vae, name):
+                setattr(vae, name, 0.25)
+        if hasattr(vae, "num_latent_frames_batch_size"):  # CogVideoX: frame batches of 1 latent frame
+            vae.num_latent_frames_batch_size = 1
     else:  # AutoencoderKL, Flux2: one square size
         vae.tile_sample_min_size, vae.tile_latent_min_size, vae.tile_overlap_factor = 4 * ratio, 4, 0.25
 
@@ -104,6 +107,11 @@ def failing_tile_run() -> str:
     diffusers_usp.parallelize(vae)
     if torch.distributed.get_rank() == 1:
         vae.decoder.conv_in.weight.data = vae.decoder.conv_in.weight.data[:, :2]  # a wrong channel count: raises
+    return _decode_error(vae, latent)
+
+
+def _decode_error(vae: torch.nn.Module, latent: torch.Tensor) -> str:
+    """The message of the RuntimeError `vae.decode(latent)` raises, or "no error"."""
     try:
         with torch.no_grad():
             vae.decode(latent)
@@ -142,9 +150,4 @@ def feedback_run() -> str:
         return DecoderOutput(sample=torch.cat([first, second], dim=2))
 
     vae.tiled_decode = tiled_decode
-    try:
-        with torch.no_grad():
-            vae.decode(latent)
-    except RuntimeError as error:
-        return str(error)
-    return "no error"
+    return _decode_error(vae, latent)
