@@ -16,7 +16,8 @@ The autoencoder's `_decode`/`_encode` runs twice, its tile loop untouched:
    returning the gathered output of each call in order, computing nothing.
 
 If the first call already covers the whole input's height and width, the class did not tile spatially (the input
-is under its tile size, or only frames are tiled): the pass stops there and the row split (`vae.py`) runs instead.
+is under its tile size, or only frames are tiled): the pass stops there and the row split (`vae.py`) runs instead,
+splitting each temporal tile by rows. Tiles over frames and space together are spread like any other.
 Any error in pass 1 on any rank is raised on every rank (one all-reduce before the gather), never a hang.
 
 Cost: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (placeholders in pass 1,
