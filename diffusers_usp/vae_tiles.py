@@ -21,7 +21,8 @@ splitting each temporal tile by rows. Tiles over frames and space together are s
 Any error in pass 1 on any rank is raised on every rank (one all-reduce before the gather), never a hang.
 
 Cost: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (placeholders in pass 1,
-the gathered tiles in pass 2), plus its own tiles (1/P of them) until the gather. Activations of one tile are those
+the gathered tiles in pass 2, padded to P times the largest share: at most one tile more per rank), plus its own
+tiles (1/P of them) until the gather. Activations of one tile are those
 of one process. The 1x1 quant convs the loop runs around each call, and the blend, run on every rank, twice.
 """
 
@@ -33,7 +34,7 @@ import torch
 import torch.distributed as dist
 from diffusers.hooks import ModelHook
 
-from .comm import all_gather_dim
+from .comm import all_gather_stacked
 from .compat import TorchDispatchMode
 from .groups import Group
 
@@ -121,14 +122,18 @@ class TilePass:
         for owner, shape in zip(self.owners, shapes):
             sizes[owner] += shape.numel()
         dtype = next(iter(self.seen.values()))[1]
-        mine = [self.own[i].reshape(-1) for i in sorted(self.own)]
-        flat = torch.cat(mine) if mine else torch.empty(0, dtype=dtype, device=device)
+        flat = torch.zeros(max(sizes), dtype=dtype, device=device)  # padded to the largest share, for the collective
+        start = 0
+        for i in sorted(self.own):
+            flat[start : start + self.own[i].numel()] = self.own[i].reshape(-1)
+            start += self.own[i].numel()
         self.own = {}  # the gathered copy replaces them
-        every = all_gather_dim(flat, 0, self.group, tuple(sizes))  # [sum(sizes)]: rank 0's outputs, rank 1's, ...
-        starts = [sum(sizes[:r]) for r in range(self.group.size)]
+        # [P, max(sizes)]: each rank's outputs in call order; the replay views it in place (no trimmed copy)
+        every = all_gather_stacked(flat, self.group)
+        starts = [0] * self.group.size
         self.replay = []
         for owner, shape in zip(self.owners, shapes):
-            self.replay.append(every.narrow(0, starts[owner], shape.numel()).view(shape))
+            self.replay.append(every[owner].narrow(0, starts[owner], shape.numel()).view(shape))
             starts[owner] += shape.numel()
         self.calls = 0
 
