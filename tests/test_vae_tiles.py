@@ -14,11 +14,16 @@ WORLDS = (2, 3, 4)
 
 @functools.cache
 def _reference(name: str):
-    # one thread, as on the pool's ranks: a CPU conv's reduction order, and so its last bit, follows the thread count
+    return _one_thread(cases.run, name, split=False)
+
+
+def _one_thread(fn, *args, **kwargs):
+    """`fn(...)` on one thread, as on the pool's ranks: a CPU conv's reduction order, and so its last bit, follows
+    the thread count."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return cases.run(name, split=False)
+        return fn(*args, **kwargs)
     finally:
         torch.set_num_threads(threads)
 
@@ -68,3 +73,12 @@ def test_a_loop_feeding_outputs_into_inputs_is_refused_on_every_rank(pools):
     the next collective)."""
     for rank, message in enumerate(pools(2).run(cases.feedback_run)):
         assert "feeds a tile's output into another tile's input" in message, (rank, message)
+
+
+def test_fewer_tiles_than_ranks(pools):
+    """Catches ranks without a tile of their own (2 tiles at 4 ranks) breaking the exchange (an empty share, a
+    gather of uneven sizes) or computing a tile anyway."""
+    want, whole = _one_thread(cases.few_tiles_run)
+    runs = pools(4).run(cases.few_tiles_run)
+    assert all(np.array_equal(got, want) for got, _ in runs)
+    assert [work for _, work in runs][2:] == [0, 0] and sum(work for _, work in runs) == whole

@@ -151,3 +151,20 @@ def feedback_run() -> str:
 
     vae.tiled_decode = tiled_decode
     return _decode_error(vae, latent)
+
+
+def few_tiles_run() -> tuple[np.ndarray, int]:
+    """The pool task: an AutoencoderKL decode of 2 tiles (5 x 3 latents, tiles of 4 rows with a stride of 3), fewer
+    than the ranks: its decode and the decoder conv output elements this rank computed."""
+    vae, _, _ = build("AutoencoderKL")
+    latent = torch.randn(1, 4, 5, 3, generator=torch.Generator().manual_seed(2))
+    if torch.distributed.is_initialized():
+        diffusers_usp.parallelize(vae)
+    work = [0]
+    for module in vae.decoder.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.register_forward_hook(
+                lambda m, a, out: work.__setitem__(0, work[0] + (not out.is_meta) * out.numel())
+            )
+    with torch.no_grad():
+        return vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy(), work[0]
