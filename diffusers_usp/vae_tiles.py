@@ -18,7 +18,9 @@ The autoencoder's `_decode`/`_encode` runs twice, its tile loop untouched:
 If the first call already covers the whole input's height and width, the class did not tile spatially (the input
 is under its tile size, or only frames are tiled): the pass stops there and the row split (`vae.py`) runs instead,
 splitting each temporal tile by rows. Tiles over frames and space together are spread like any other.
-Any error in pass 1 on any rank is raised on every rank (one all-reduce before the gather), never a hang.
+Any error in pass 1 on any rank is raised on every rank (one all-reduce before the gather), never a hang. A tile
+that draws random numbers (LTX's decoder noise) makes every rank run the tiled call whole instead, with a warning
+given once: one process draws each tile's noise in turn from one generator, which only a whole run repeats.
 
 Cost: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (placeholders in pass 1,
 the gathered tiles in pass 2, padded to P times the largest share: at most one tile more per rank), plus its own
@@ -28,6 +30,7 @@ of one process. The 1x1 quant convs the loop runs around each call, and the blen
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -64,6 +67,7 @@ class TilePass:
     seen: dict = field(default_factory=dict)  # (call signature, first in its tile?) -> (shape, dtype, extras)
     replay: list[torch.Tensor] | None = None
     sums: tuple[list, list] = field(default_factory=lambda: ([], []))  # each call's input sum, in pass 1 and pass 2
+    random: bool = False  # a call of this rank drew from the device's random generator
 
     def call(self, forward, args: tuple, kwargs: dict):
         i = self.calls
@@ -81,7 +85,9 @@ class TilePass:
         owner = (self.tiles - 1) % self.group.size
         key = (_signature(args, kwargs), min(self.position, 1))
         if owner == self.group.rank:
+            rng = _rng_state(x.device)
             out = forward(*args, **kwargs)
+            self.random |= not torch.equal(rng, _rng_state(x.device))  # it drew random numbers (LTX's noise)
             first, rest = (out, ()) if torch.is_tensor(out) else (out[0], tuple(out[1:]))
             if self.own and first.dtype != next(iter(self.own.values())).dtype:
                 raise NotImplementedError("diffusers_usp: tiles of different dtypes cannot be spread over ranks.")
@@ -139,6 +145,20 @@ class TilePass:
 
 
 _MAX_DIMS = 8
+_WARNED: set[str] = set()
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.random.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.random.set_rng_state(state)
+
+
 # What a skipped call returns for the cache in its output, and leaves in a cache list it was given: not empty, so
 # that the next call continues the tile on every rank (the owner's real cache is filled). Only this rank's hook reads
 # it: the rest of a skipped tile is skipped too, and the class clears its cache before the next tile.
@@ -214,6 +234,7 @@ def spread_tiles(split, original, x: torch.Tensor, args: tuple, kwargs: dict):
     if the class did not tile `x` spatially (and has a row split to fall back to)."""
     group = split.group
     tiles = split.tiles = TilePass(group, tuple(x.shape[-2:]), stop_if_whole=not split.spec.tiles_only)
+    rng = _rng_state(x.device)
     try:
         failed, whole = None, False
         try:
@@ -222,14 +243,26 @@ def spread_tiles(split, original, x: torch.Tensor, args: tuple, kwargs: dict):
             whole = True
         except Exception as error:  # raised on every rank below, before any rank waits in the gather
             failed = error
-        status = [failed is not None, whole, tiles.calls, -tiles.calls]
+        status = [failed is not None, whole, tiles.random, tiles.calls, -tiles.calls]
         status = torch.tensor(status, dtype=torch.int64, device=x.device)
         dist.all_reduce(status, op=dist.ReduceOp.MAX, group=group.group)
         if status[0]:
             raise RuntimeError("diffusers_usp: a rank failed computing its tiles; see its error.") from failed
         if status[1]:
             return None
-        if status[2] != -status[3]:
+        if status[2]:  # one process draws each tile's noise in turn from one generator: only a whole run repeats it
+            split.tiles = None
+            _set_rng_state(x.device, rng)
+            name = type(getattr(original, "__self__", None)).__name__
+            if name not in _WARNED:
+                _WARNED.add(name)
+                warnings.warn(
+                    f"diffusers_usp: {name}'s tiles draw random numbers (decoder noise), so they are not spread over "
+                    "ranks: its tiled decode runs whole on every rank, as on one process.",
+                    stacklevel=4,
+                )
+            return original(x, *args, **kwargs)
+        if status[3] != -status[4]:
             raise RuntimeError("diffusers_usp: the ranks made different numbers of tile calls (different inputs?).")
         tiles.exchange(x.device)
         out = original(x, *args, **kwargs)

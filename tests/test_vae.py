@@ -118,7 +118,8 @@ def _table() -> str:
         "during the all-gather; the loop runs twice (the second time only blending), the 1x1 quant convs around each "
         "tile run on every rank, and a tile of a shape a rank has not computed yet runs once on the meta device for "
         "its output's shape (at most two per distinct tile shape, Python time only). Any error in a rank's tiles "
-        "is raised on every rank.\n\n"
+        "is raised on every rank. Tiles that draw random numbers (LTX's decoder noise) run whole on every rank, "
+        "with a warning given once: one process draws each tile's noise in turn, which only a whole run repeats.\n\n"
         f"**{len(SPECS)} classes split** (diffusers {__import__('diffusers').__version__}).\n\n"
     )
     return head + "\n".join(rows) + "\n"

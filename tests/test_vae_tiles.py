@@ -82,3 +82,12 @@ def test_fewer_tiles_than_ranks(pools):
     runs = pools(4).run(cases.few_tiles_run)
     assert all(np.array_equal(got, want) for got, _ in runs)
     assert [work for _, work in runs][2:] == [0, 0] and sum(work for _, work in runs) == whole
+
+
+def test_tiles_drawing_noise_run_whole(pools):
+    """Catches a decoder that injects noise (LTX's) spread over ranks: one process draws each tile's noise in turn
+    from one generator, a rank computing every P-th tile would draw other noise, a plausible but different video.
+    Every rank must run the tiled decode whole instead (with a warning), equal to one process."""
+    want, _ = _one_thread(cases.noisy_run)
+    for got, warned in pools(2).run(cases.noisy_run):
+        assert warned and np.array_equal(got, want)

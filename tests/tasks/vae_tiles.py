@@ -168,3 +168,30 @@ def few_tiles_run() -> tuple[np.ndarray, int]:
             )
     with torch.no_grad():
         return vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy(), work[0]
+
+
+def noisy_run() -> tuple[np.ndarray, bool]:
+    """The pool task: a tiled LTX decode whose decoder injects noise (drawn from the global generator, tile after
+    tile): `(decoded, warned)`, seeded alike on every rank."""
+    import warnings
+
+    from diffusers import AutoencoderKLLTXVideo
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vae = AutoencoderKLLTXVideo(
+            latent_channels=4, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, False, False),
+            decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(True,) * 5,
+            upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, patch_size=1, patch_size_t=1,
+        ).eval()  # fmt: skip
+        latent = torch.randn(1, 4, 2, *LATENT_HW)
+    tile(vae)
+    if torch.distributed.is_initialized():
+        diffusers_usp.parallelize(vae)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        torch.manual_seed(5)
+        decoded = vae_cases._tensor(vae.decode(latent, return_dict=False)).numpy()
+    return decoded, any("draw random numbers" in str(w.message) for w in caught)
