@@ -24,8 +24,9 @@ given once: one process draws each tile's noise in turn from one generator, whic
 
 Cost: diffusers' tiled loop keeps every decoded tile until its blend; so does each rank here (placeholders in pass 1,
 the gathered tiles in pass 2, padded to P times the largest share: at most one tile more per rank), plus its own
-tiles (1/P of them) until the gather. Activations of one tile are those
-of one process. The 1x1 quant convs the loop runs around each call, and the blend, run on every rank, twice.
+tiles (1/P of them) until the gather. Activations of one tile are those of one process. The 1x1 quant convs the
+loop runs around each call, and the blend, run on every rank, twice. Tiles go round robin by count, not by size:
+edge tiles are smaller, so shares differ by up to one interior tile.
 """
 
 from __future__ import annotations
