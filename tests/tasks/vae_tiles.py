@@ -21,6 +21,9 @@ CLASSES = {
     "AutoencoderKL": "tiles of tile_latent_min_size, blended by blend_v/blend_h",
     "AutoencoderKLCogVideoX": "each tile decoded in frame batches chained by `conv_cache=`",
     "AutoencoderKLWan": "each tile decoded frame by frame, chained by `feat_cache=` (the cache in the VAE)",
+    # 4 latent frames (13 encoded) under temporal tiles of 2 latent frames, stride 1: each temporal tile is tiled
+    # spatially inside (`_temporal_tiled_decode` calls `tiled_decode`), every call one tile of frames and space
+    "AutoencoderKLHunyuanVideo (frames)": "tiles over frames and space, a frame-causal attention in every tile",
 }
 # AutoencoderKLAllegro, tiled only, is in `tasks/vae.py`'s cases (docs/vaes.md's table): 12 tiles over frames, rows and
 # columns, blended by adding weighted tiles.
@@ -64,13 +67,17 @@ def tile(vae: torch.nn.Module) -> None:
 
 def build(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """The case's tiled autoencoder and its decode and encode inputs (10 x 6 latent rows and columns)."""
-    vae, latent, image = vae_cases.build(name)
+    vae, latent, image = vae_cases.build(name.split()[0])
     tile(vae)
     ratio = compression(vae)
+    frames = name.endswith("(frames)")
+    if frames:
+        vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames = 8, 4
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
-        latent = torch.randn(*latent.shape[:-2], *LATENT_HW)
-        image = torch.rand(*image.shape[:-2], LATENT_HW[0] * ratio, LATENT_HW[1] * ratio) * 2 - 1
+        latent = torch.randn(*latent.shape[:2], *((4,) if frames else latent.shape[2:-2]), *LATENT_HW)
+        image_frames = (13,) if frames else image.shape[2:-2]
+        image = torch.rand(*image.shape[:2], *image_frames, LATENT_HW[0] * ratio, LATENT_HW[1] * ratio) * 2 - 1
     return vae, latent, image
 
 
