@@ -21,6 +21,10 @@ import torch.distributed as dist
 # (the ring's shift under torch.compile).
 from torch.distributed import _functional_collectives as funcol  # noqa: F401 - re-exported
 
+# The base of a mode that sees every aten op (private: `torch.utils._python_dispatch`): `vae_tiles.MetaShapes` runs a
+# tile another rank decodes on the meta device, for its output's shape without its data or FLOPs.
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401 - re-exported
+
 # torch 2.13 renamed `all_gather_into_tensor` (deprecated there) to `all_gather_single`; torch 2.11 has only the former.
 all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 

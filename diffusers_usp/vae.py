@@ -4,7 +4,8 @@ band of rows (H) of every feature map, with the same result as one process.
 `apply_vae_split` wraps the autoencoder's `_decode` and `_encode` (split the input's rows, run, gather the output's
 rows once), and every conv (halo exchange, `halo.conv_rows`), GroupNorm (statistics merged across ranks) and spatial
 attention (keys and values gathered from every rank) inside it. Outside a split call every wrapped module runs its
-own code untouched. Which classes are proven, and how each pads, is data: `vae_specs.py`.
+own code untouched. Which classes are proven, and how each pads, is data: `vae_specs.py`. With tiling on, the tiles
+are spread over the ranks instead (`vae_tiles.py`, through a hook on the `decoder` and `encoder`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from .groups import Group
 from .halo import conv_halo, conv_rows, gather_rows, group_norm_rows, local_rows, row_sizes
 from .vae_specs import NOT_SPLIT, SPECS, VaeSpec
+from .vae_tiles import TileHook, TilePass, spread_tiles
 
 _HOOK = "usp_vae_split"
 _WARNED: set[str] = set()
@@ -43,6 +45,7 @@ class VaeSplit:
     encode_unit: int  # an encoder's input rows are split in multiples of this (its downsampling factor)
     halo: int  # the most rows any conv needs from one neighbour: every band must hold at least this many
     active: bool = False
+    tiles: TilePass | None = None  # a running spread of the tiles (tiling on: `vae_tiles.py`)
 
 
 def is_autoencoder(obj) -> bool:
@@ -80,9 +83,12 @@ def apply_vae_split(vae: torch.nn.Module, group: Group) -> bool:
     convs = [m for m in vae.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
     halo = max([max(conv_halo(c, prepads.get(c, (0, 0)))) for c in convs], default=0)
     split = VaeSplit(group, spec, spec.encode_unit(vae), halo)
-    for conv in convs:
+    for name in ("decoder", "encoder"):  # the per-tile calls of a tiled decode or encode
+        if isinstance(getattr(vae, name, None), torch.nn.Module):
+            HookRegistry.check_if_exists_or_initialize(getattr(vae, name)).register_hook(TileHook(split), _HOOK)
+    for conv in convs if not spec.tiles_only else ():
         _wrap_conv(conv, prepads.get(conv, (0, 0)), split)
-    for module in vae.modules():
+    for module in vae.modules() if not spec.tiles_only else ():
         if isinstance(module, torch.nn.GroupNorm):
             HookRegistry.check_if_exists_or_initialize(module).register_hook(_NormHook(split), _HOOK)
         elif type(module).__name__ in spec.attention:
@@ -234,19 +240,20 @@ def key_levels(mask: torch.Tensor, tokens: int) -> torch.Tensor:
 
 def _split_call(vae: torch.nn.Module, original, split: VaeSplit, encode: bool):
     """`original` (`_encode(x)` or `_decode(z)`) on this rank's rows of its input, with one all-gather of the rows of
-    its output."""
+    its output; or, with tiling on and an input the class tiles, on this rank's share of its tiles (`vae_tiles.py`)."""
     which = "encode" if encode else "decode"
 
     def call(x: torch.Tensor, *args, **kwargs):
         group = split.group
         if split.active:  # re-entered (a tiled path calling back): already split
             return original(x, *args, **kwargs)
-        if getattr(vae, "use_tiling", False):
-            _warn_once(
-                f"tiling-{which}",
-                f"diffusers_usp: {type(vae).__name__} has tiling on (enable_tiling()), so its {which} runs whole on "
-                "every rank. Call vae.disable_tiling() to split it across ranks instead.",
-            )
+        tiled = getattr(vae, "use_tiling", False)
+        if tiled:  # each rank computes its share of the tiles
+            _check_same(x, group)
+            out = spread_tiles(split, original, x, args, kwargs)
+            if out is not None:
+                return out
+        if split.spec.tiles_only:  # nothing to split: the class has no row split (diffusers tiles it, or raises)
             return original(x, *args, **kwargs)
         unit = split.encode_unit if encode else 1
         sizes = row_sizes(x.shape[-2], group.size, unit)
@@ -257,7 +264,8 @@ def _split_call(vae: torch.nn.Module, original, split: VaeSplit, encode: bool):
                 f"{group.size} ranks; it runs whole on every rank.",
             )
             return original(x, *args, **kwargs)
-        _check_same(x, group)
+        if not tiled:  # else checked above
+            _check_same(x, group)
         split.active = True
         try:
             out = original(local_rows(x, sizes, group.rank).contiguous(), *args, **kwargs)

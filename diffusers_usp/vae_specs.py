@@ -70,6 +70,9 @@ class VaeSpec:
             Class names of convs whose forward splits its input into chunks by its own size (CogVideoX's
             `CogVideoXSafeConv3d`, over 2 GiB): each band's size differs, so ranks would chunk differently and
             exchange different numbers of halos. Under the split they run as one plain conv (a band is 1/P the size).
+        tiles_only (`bool`):
+            The class is split only when tiled (its tiles spread over the ranks, `vae_tiles.py`), never by rows:
+            diffusers runs Allegro's decode and encode only tiled.
     """
 
     attention: tuple[str, ...] = ()
@@ -77,6 +80,7 @@ class VaeSpec:
     unchunked: tuple[str, ...] = ()
     prepads: Callable[[nn.Module], dict[nn.Module, tuple[int, int]]] = standard_prepads
     encode_unit: Callable[[nn.Module], int] = compression
+    tiles_only: bool = False
     notes: str = field(default="", compare=False)
 
 
@@ -96,11 +100,10 @@ SPECS: dict[str, VaeSpec] = {
     "AutoencoderKLLTX2Video": VaeSpec(),
     "AutoencoderDC": VaeSpec(linear_attention=("SanaMultiscaleLinearAttention",)),
     "AutoencoderKLMochi": VaeSpec(unchunked=("CogVideoXSafeConv3d",)),
+    # diffusers 0.42 decodes and encodes it only tiled (its `_decode` raises without tiling): its tiles are spread
+    "AutoencoderKLAllegro": VaeSpec(tiles_only=True),
 }
 
 
 # Classes of the planned pipeline families that run whole, and why (the warning and docs/vaes.md name the reason).
-NOT_SPLIT: dict[str, str] = {
-    "AutoencoderKLAllegro": "diffusers 0.42 decodes and encodes it only tiled (its `_decode` raises without tiling), "
-    "and tiles are not spread over the ranks yet",
-}
+NOT_SPLIT: dict[str, str] = {}

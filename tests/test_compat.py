@@ -189,3 +189,15 @@ def test_vae_split_wrap_points_exist():
         assert callable(cls._decode) and callable(cls._encode)
     for conv in (torch.nn.Conv2d, torch.nn.Conv3d):
         assert list(inspect.signature(conv._conv_forward).parameters) == ["self", "input", "weight", "bias"]
+
+
+def test_dispatch_mode_runs_a_module_on_meta():
+    """`compat.TorchDispatchMode` (private `torch.utils._python_dispatch`): the base of `vae_tiles.MetaShapes`, which
+    learns the output shape of a tile another rank computes. Catches a base that no longer sees every aten op (the
+    conv would run on its real weights: a real output, FLOPs spent) or a meta kernel gone."""
+    from diffusers_usp.vae_tiles import MetaShapes
+
+    conv = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    with MetaShapes():
+        out = torch.nn.functional.group_norm(conv(torch.randn(1, 3, 9, 7)), 5) * torch.arange(4, device="cpu")[:1]
+    assert out.is_meta and out.shape == (1, 5, 5, 4)

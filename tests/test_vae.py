@@ -74,8 +74,8 @@ def _err(got, want) -> float:
 
 
 def test_vae_split_fallbacks_and_removal(pools):
-    """A class without a spec and a VAE with tiling on run whole, with a warning given once, and equal one process
-    (never a seam or a hang); `remove_parallelism` leaves no wrapper behind and the VAE as it was."""
+    """A class without a spec runs whole, with a warning given once, and equals one process (never a seam or a
+    hang); `remove_parallelism` leaves no wrapper behind and the VAE as it was."""
     from tasks import vae as cases
 
     for rank in pools(2).run(cases.fallback_run):
@@ -101,10 +101,26 @@ def _table() -> str:
         "(its decode and encode); each class below is proven on CPU with gloo: a tiny random-weight instance equals "
         "its single-process output in float32 (max abs error ≤ 1e-4) at each listed world size, at uneven heights "
         "(23 latent rows), and no rank computes more than 1.15/P of any conv's output elements (the last column, "
-        "the largest share times P, over all convs and ranks). Any other autoencoder class (audio VAEs included) runs "
-        "whole on every rank, with a warning given once; so does a VAE with tiling on (`enable_tiling()`: "
-        "`disable_tiling()` splits it). Peak activation memory of a decode per rank, measured on CPU: "
-        "benchmarks/NOTES.md, section 12.\n\n"
+        "the largest share times P, over all convs and ranks). `AutoencoderKLAllegro`, which diffusers decodes and "
+        "encodes only tiled, is split through its tiles (12 of them), exactly as under tiling below. Any other "
+        "autoencoder class (audio VAEs included) runs whole on every rank, with a warning given once. Peak activation "
+        "memory of a decode per rank, measured on CPU: benchmarks/NOTES.md, section 12.\n\n"
+        "**Tiling** (`enable_tiling()`) spreads the tiles over the ranks instead (`diffusers_usp/vae_tiles.py`): each "
+        "rank computes every P-th tile (a tile chained by a causal cache, CogVideoX's frame batches or Wan's frames, "
+        "stays on one rank), the tiles are all-gathered once, and every rank blends them with diffusers' own tiled "
+        "code, so the result equals one process's tiled output bit for bit (`tests/test_vae_tiles.py`: "
+        "`AutoencoderKL`, `AutoencoderKLCogVideoX` at 2, 3 and 4 ranks, `AutoencoderKLWan` at 3, 8 tiles; "
+        "`AutoencoderKLHunyuanVideo` tiled over frames and space at 3, 32 tiles; "
+        "Allegro above; checked once, outside the suite, at 3 ranks: Flux.2, DC, HunyuanVideo and 1.5, LTX, LTX-2, "
+        "Mochi and Qwen-Image, all bit-exact). An input under one tile is split by rows, and so is each temporal tile "
+        "of a class that tiles only frames at that size (HunyuanVideo's and LTX's framewise decoding; checked once at "
+        "3 ranks: HunyuanVideo within 1e-5). Cost: each rank "
+        "holds every decoded tile until the blend, as diffusers' tiled loop does on one process, plus its own tiles "
+        "during the all-gather; the loop runs twice (the second time only blending), the 1x1 quant convs around each "
+        "tile run on every rank, and a tile of a shape a rank has not computed yet runs once on the meta device for "
+        "its output's shape (at most two per distinct tile shape, Python time only). Any error in a rank's tiles "
+        "is raised on every rank. Tiles that draw random numbers (LTX's decoder noise) run whole on every rank, "
+        "with a warning given once: one process draws each tile's noise in turn, which only a whole run repeats.\n\n"
         f"**{len(SPECS)} classes split** (diffusers {__import__('diffusers').__version__}).\n\n"
     )
     return head + "\n".join(rows) + "\n"
