@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .attention import ShardedCall
 from .comm import chunk_sizes
 from .groups import Group
 from .inputs import InputCheck
+from .layout import ShardedCall
 
 
 @dataclass

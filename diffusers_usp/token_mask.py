@@ -30,7 +30,7 @@ from .ring import _bias, ring_attention
 from .ulysses import Kernel, kv_for_queries, ulysses_in, ulysses_out
 
 if TYPE_CHECKING:
-    from .attention import ShardedCall
+    from .layout import ShardedCall
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "diffusers_usp"
 # The core: collectives, head layouts, the attention entries and kernels, process groups and the compat layer itself.
 CORE = (
     "comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "token_mask.py", "linear_attention.py", "groups.py",
-    "compat.py", "intercept.py",
+    "compat.py", "intercept.py", "layout.py",
 )  # fmt: skip
 
 
