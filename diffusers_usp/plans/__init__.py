@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 from .base import (
+    LogBaseOfLength,
     Replicated,
     SequencePlan,
     SplitEach,
@@ -43,6 +44,7 @@ def plan_for(transformer: torch.nn.Module) -> SequencePlan | None:
 
 
 __all__ = [
+    "LogBaseOfLength",
     "PLANS",
     "Replicated",
     "SequencePlan",

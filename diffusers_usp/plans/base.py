@@ -7,6 +7,7 @@ joint tokens sit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -129,6 +130,24 @@ class TokenCount:
             return value
         _, start, stop = state.held(name)
         return min(max(value - start, 0), stop - start)  # the counted tokens among this rank's
+
+
+@dataclass(frozen=True)
+class LogBaseOfLength:
+    """A number `base` that an attention module uses as `math.log(its query count, base)`, with the count taken from
+    its own (sharded) tokens: LuminaNext's proportional attention scales by `sqrt(log(S, base_sequence_length))`.
+
+    Each rank is passed `base ** (ln n / ln S)` instead, for its `n` of the `S` tokens of the sequence split before it,
+    so `log(n, that) = log(S, base)`: the single process's scale, up to float64 rounding (about 1e-16 relative).
+    """
+
+    def split(self, value, state: SequenceState, name: str):
+        if not isinstance(value, (int, float)):
+            return value
+        total, start, stop = state.held(name)
+        if stop - start < 2:
+            raise ValueError(f"`{name}`: this rank holds {stop - start} of the {total} tokens; it needs 2 or more.")
+        return float(value) ** (math.log(stop - start) / math.log(total))
 
 
 @dataclass(frozen=True)
