@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -36,6 +36,8 @@ class ShardedCall:
             its other tokens if `replicated_front`, after them otherwise).
         seq_lens (`tuple[int, ...]`, *optional*): every rank's sharded token count, when they differ.
         who (`str`): the module, for error messages.
+        sharded_here (`int`, *optional*): this rank's sharded token count, when the call may keep any subset of
+            the `replicated` tokens (Mochi's valid text per sample): its replicated block is then the rest.
     """
 
     group: Group
@@ -46,6 +48,7 @@ class ShardedCall:
     text: int = 0
     seq_lens: tuple[int, ...] | None = None
     who: str = "attention"
+    sharded_here: int | None = None
 
     def positions(self, local: int) -> tuple[list[int], list[list[int]]]:
         """Where the tokens lie in the whole sequence, the order a single process's dense mask refers to: the
@@ -97,6 +100,14 @@ def sharded_attention(
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
     """
+    if call.sharded_here is not None:
+        kept = query.shape[1] - call.sharded_here
+        if not 0 <= kept <= call.replicated:
+            raise ValueError(
+                f"{call.who}: {query.shape[1]} tokens reach this attention: not this rank's {call.sharded_here} "
+                f"sharded tokens followed by at most the {call.replicated} replicated ones."
+            )
+        call = replace(call, replicated=kept, sharded_here=None)
     if is_causal:
         raise NotImplementedError(
             f"{call.who}: causal attention over a sharded sequence is not supported: the all-to-all gathers tokens in "

@@ -40,6 +40,7 @@ class SequenceState:
     inputs: InputCheck | None = field(default=None, repr=False)
     replicated: int = 0
     text: int = 0
+    replicated_subset: bool = False
     lengths: set[int] = field(default_factory=set)
 
     def __post_init__(self):
@@ -55,6 +56,7 @@ class SequenceState:
 
     def reset(self) -> None:
         self.replicated = self.text = 0
+        self.replicated_subset = False
         self.lengths.clear()
 
     def record_split(self, size: int) -> None:
@@ -104,4 +106,10 @@ class SequenceState:
             replicated_front=self.replicated_front,
             seq_lens=self.seq_lens(joint),
             who=who,
+            sharded_here=self._sharded_here(who) if joint and self.replicated_subset else None,
         )
+
+    def _sharded_here(self, who: str) -> int:
+        """This rank's sharded tokens in a joint call whose replicated block is a subset (`ReplicatedSubset`)."""
+        _, start, stop = self.held(who)
+        return stop - start + self.text // self.group.size

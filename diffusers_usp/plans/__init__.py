@@ -13,6 +13,7 @@ import torch
 from .base import (
     LogBaseOfLength,
     Replicated,
+    ReplicatedSubset,
     SequencePlan,
     SplitEach,
     SplitOrReplicate,
@@ -47,6 +48,7 @@ __all__ = [
     "LogBaseOfLength",
     "PLANS",
     "Replicated",
+    "ReplicatedSubset",
     "SequencePlan",
     "SplitEach",
     "SplitOrReplicate",

@@ -75,6 +75,20 @@ class Replicated(ContextParallelInput):
 
 
 @dataclass(frozen=True)
+class ReplicatedSubset(Replicated):
+    """`Replicated` joint text of which each attention call may keep any subset, the same on every rank.
+
+    For processors that drop padded text per sample: Mochi's keeps each sample's valid prompt tokens (from the
+    whole, replicated mask), so its joint sequence is `[this rank's tokens, that sample's valid text]`, of a length
+    that depends on the data. Each call's replicated block is then the tokens beyond this rank's sharded ones.
+    """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        state.replicated_subset = True
+        return super().split_tensor(x, state, name)
+
+
+@dataclass(frozen=True)
 class SplitEach(ContextParallelInput):
     """A list or tuple of tensors, of any length, each split along `split_dim` like a plain `ContextParallelInput`.
 
