@@ -67,7 +67,7 @@ class SplitHook(ModelHook):
                 continue
             if name in kwargs:
                 kwargs[name] = self._split(kwargs[name], spec, name)
-            else:
+            elif name in self.params:  # else an optional `**kwargs` entry not given (LuminaNext's base length)
                 index = self.params.index(name)
                 if index < len(args):
                     args[index] = self._split(args[index], spec, name)

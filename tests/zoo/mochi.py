@@ -25,7 +25,7 @@ def mochi_inputs(model, g, frames=1, height=8, width=12, text=6, batch=2):
     prefix, so the two samples' joint sequences differ in length and the valid tokens are picked by index."""
     cfg = model.config
     mask = torch.ones(batch, text, dtype=torch.bool)
-    mask[-1] = torch.tensor([True, False, True, True, False, False])
+    mask[-1, 1] = mask[-1, 4:] = False
     return {
         "hidden_states": randn(g, batch, cfg.in_channels, frames, height, width),
         "encoder_hidden_states": randn(g, batch, text, cfg.text_embed_dim),
