@@ -41,6 +41,14 @@ from .hunyuan_video import (
     tiny_hunyuan_video_prompt_embeds,
     tiny_hunyuan_video_transformer,
 )
+from .hunyuan_video15 import (
+    HUNYUAN_VIDEO15_LATENT_CHANNELS,
+    HUNYUAN_VIDEO15_TEXT_2_DIM,
+    HUNYUAN_VIDEO15_TEXT_DIM,
+    tiny_hunyuan_video15_pipeline,
+    tiny_hunyuan_video15_prompt_embeds,
+    tiny_hunyuan_video15_transformer,
+)
 from .ltx import LTX_LATENT_CHANNELS, LTX_TEXT_DIM, tiny_ltx_pipeline, tiny_ltx_prompt_embeds, tiny_ltx_transformer
 from .qwenimage import (
     QWENIMAGE_TEXT_DIM,
@@ -105,6 +113,9 @@ __all__ = [  # grouped by family
     "tiny_hunyuan_video_transformer",
     "tiny_hunyuan_video_pipeline",
     "tiny_hunyuan_video_prompt_embeds",
+    "tiny_hunyuan_video15_transformer",
+    "tiny_hunyuan_video15_pipeline",
+    "tiny_hunyuan_video15_prompt_embeds",
     "FLUX_TEXT_DIM",
     "FLUX_POOLED_DIM",
     "FLUX_LATENT_CHANNELS",
@@ -124,4 +135,7 @@ __all__ = [  # grouped by family
     "HUNYUAN_VIDEO_TEXT_DIM",
     "HUNYUAN_VIDEO_POOLED_DIM",
     "HUNYUAN_VIDEO_LATENT_CHANNELS",
+    "HUNYUAN_VIDEO15_TEXT_DIM",
+    "HUNYUAN_VIDEO15_TEXT_2_DIM",
+    "HUNYUAN_VIDEO15_LATENT_CHANNELS",
 ]

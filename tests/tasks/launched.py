@@ -70,6 +70,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # 3x4x4 = 48 patches; the prompt keeps 2 padded tokens, masked in every joint attention
     "hunyuan_video": (tiny.tiny_hunyuan_video_pipeline, tiny.tiny_hunyuan_video_prompt_embeds,
                       dict(height=64, width=64, num_frames=9)),
+    # 2x4x6 = 48 latent pixels; the text is 729 image tokens (masked: text-to-video), 4 ByT5 and 8 prompt tokens, 3
+    # of them padded: a per-query padding mask in every joint attention, for the prompt's and the negative's forward
+    "hunyuan_video15": (tiny.tiny_hunyuan_video15_pipeline, tiny.tiny_hunyuan_video15_prompt_embeds,
+                        dict(height=32, width=48, num_frames=5)),
 }  # fmt: skip
 
 
@@ -88,7 +92,9 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-EXAMPLES = [(name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video")] + [
+EXAMPLES = [
+    (name, ()) for name in ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "hunyuan_video", "hunyuan_video15")
+] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),
     ("flux2", ("--shard-weights",)),
