@@ -12,14 +12,18 @@ two vectors are per-token metadata, so the core carries them instead of the mask
 - a query with no valid key is a fully masked row: SDPA returns 0 for it (torch >= 2.5's safe softmax, which the
   single-process model runs), so its output rows are set to 0 on the rank that holds them, after the exchange out.
 
-Telling the mask apart costs one comparison of the model's own local mask with the outer product of its vectors
-(`[B, L, L]` booleans, L the local token count: at most what the model allocated for the mask itself) and one host
-synchronisation per attention call. A mask that is not separable is refused on every rank with its shape.
+Telling the mask apart costs one comparison of the model's own local mask with the outer product of its vectors,
+block by block (temporaries of 1/8 of the model's `[B, L, L]` local mask, L the local token count, which is itself
+about 1/P^2 of the single process's), and a few host synchronisations per attention call (one per block). A mask
+that is not separable is refused on every rank with its shape.
 """
 
 from __future__ import annotations
 
 import torch
+
+# The comparison runs over row blocks of the mask, so its temporaries take 1/8 of the model's own local mask.
+_CHECK_CHUNKS = 8
 
 
 def separable_vectors(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -39,8 +43,10 @@ def separable_vectors(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] |
         keys = first[:, 0]
         return torch.ones_like(keys), keys
     queries, keys = first.any(dim=-1), first.any(dim=-2)  # [B, L]: a valid query has a key; a valid key a query
-    if not torch.equal(first, queries[:, :, None] & keys[:, None, :]):
-        return None
+    rows = max(1, -(-first.shape[1] // _CHECK_CHUNKS))
+    for r0 in range(0, first.shape[1], rows):  # [B, rows, L] at a time: the outer product is never whole
+        if not torch.equal(first[:, r0 : r0 + rows], queries[:, r0 : r0 + rows, None] & keys[:, None, :]):
+            return None
     return queries, keys
 
 
