@@ -39,3 +39,28 @@ def test_masked_mode_parity(pools, key, world, ring):
     assert all(out.shape == want.shape for out in outs)
     err = max((out - want).abs().max().item() for out in outs)
     assert err <= 1e-5, f"max abs error {err:.3g}"
+
+
+def test_replicated_subset_longer_than_the_replicated_block_is_refused_on_every_rank(pools):
+    """Catches a joint call with more tokens than this rank's sharded ones plus the whole replicated text being
+    split at a wrong boundary (its extra tokens taken for text) instead of refused by every rank."""
+    from tasks.masked_modes import replicated_subset_overflow
+
+    for ended in pools(2).run(replicated_subset_overflow):
+        assert "at most the 3 replicated ones" in ended, ended
+
+
+def test_attention_module_without_set_processor_is_wrapped_and_restored():
+    """Catches an attention module with a `processor` but no `set_processor` (Mochi's `MochiAttention`) left out of
+    `parallelize`: with several ranks its processor would attend this rank's tokens only, with no error."""
+    from diffusers_usp import USPProcessor, parallelize, remove_parallelism
+
+    model, _ = build("mochi-diffusers-test")
+    modules = [m for m in model.modules() if type(m).__name__ == "MochiAttention"]
+    originals = [m.processor for m in modules]
+    parallelize(model)
+    assert modules and all(
+        isinstance(m.processor, USPProcessor) and m.processor.role.mode == "sharded" for m in modules
+    )
+    remove_parallelism(model)
+    assert all(m.processor is p for m, p in zip(modules, originals))

@@ -79,3 +79,21 @@ def masked_mode_run(key: str, ring_degree: int = 1) -> torch.Tensor:
     with torch.no_grad():
         model(**inputs, return_dict=False)
         return model(**inputs, return_dict=False)[0]
+
+
+def replicated_subset_overflow() -> str:
+    """How a joint call whose replicated block is a subset (`ReplicatedSubset`) ends when it brings more tokens than
+    this rank's sharded ones plus the whole replicated block: the error, or "no error"."""
+    import torch.distributed as dist
+
+    from diffusers_usp.attention import ShardedCall, sharded_attention
+    from diffusers_usp.groups import Group
+
+    group = Group(None, dist.get_rank(), dist.get_world_size())
+    call = ShardedCall(group=group, ulysses=group, replicated=3, replicated_front=False, sharded_here=4)
+    q = torch.randn(1, 4 + 5, 2, 8)  # 4 sharded tokens and 5 "replicated" ones, of at most 3
+    try:
+        sharded_attention(q, q, q, lambda *a: a[0], call)
+    except ValueError as err:
+        return str(err)
+    return "no error"
