@@ -2,25 +2,12 @@
 
 import torch
 
+from diffusers_usp.tiny import tiny_hunyuan_video15_transformer
+
 from .base import Case, randn, timestep
 
-HUNYUAN_VIDEO15_CONFIG = dict(
-    in_channels=4,
-    out_channels=4,
-    num_attention_heads=2,
-    attention_head_dim=16,
-    num_layers=1,
-    num_refiner_layers=1,
-    mlp_ratio=2.0,
-    patch_size=1,
-    patch_size_t=1,
-    text_embed_dim=16,
-    text_embed_2_dim=8,
-    image_embed_dim=12,
-    rope_axes_dim=(4, 6, 6),
-    target_size=16,
-    task_type="t2v",
-)
+# The tiny pipeline's transformer (`diffusers_usp.tiny`), fed 4 latent channels instead of the pipeline's 9.
+HUNYUAN_VIDEO15_OVERRIDES = dict(in_channels=4)
 
 
 def hunyuan_video15_inputs(model, g, frames=1, height=4, width=6, image=2, image_valid=False, batch=2):
@@ -33,7 +20,9 @@ def hunyuan_video15_inputs(model, g, frames=1, height=4, width=6, image=2, image
     mask[0, 3:] = 0
     mask_2 = torch.ones(batch, 3, dtype=torch.long)
     mask_2[-1, 1:] = 0
-    image_embeds = randn(g, batch, image, cfg.image_embed_dim) if image_valid else torch.zeros(batch, image, 12)
+    image_embeds = (
+        randn(g, batch, image, cfg.image_embed_dim) if image_valid else torch.zeros(batch, image, cfg.image_embed_dim)
+    )
     return {
         "hidden_states": randn(g, batch, cfg.in_channels, frames, height, width),
         "timestep": timestep(g, batch),
@@ -45,5 +34,9 @@ def hunyuan_video15_inputs(model, g, frames=1, height=4, width=6, image=2, image
     }
 
 
-CASES = {"HunyuanVideo15Transformer3DModel": Case(config=HUNYUAN_VIDEO15_CONFIG, inputs=hunyuan_video15_inputs)}
+CASES = {
+    "HunyuanVideo15Transformer3DModel": Case(
+        config=HUNYUAN_VIDEO15_OVERRIDES, inputs=hunyuan_video15_inputs, tiny=tiny_hunyuan_video15_transformer
+    )
+}
 UNSUPPORTED = {}
