@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from .compat import assert_async
+
 # The comparison runs over row blocks of the mask, so its temporaries take 1/8 of the model's own local mask.
 _CHECK_CHUNKS = 8
 
@@ -36,6 +38,8 @@ def separable_vectors(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] |
     if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[-1] != mask.shape[-2]:
         return None
     first = mask[:, 0]  # [B, L, L]
+    if torch.compiler.is_compiling():
+        return _checked_on_device(mask, first)
     if mask.shape[1] > 1 and mask.stride(1) != 0:  # real per-head masks (not one expanded over heads) must agree
         if not all(torch.equal(mask[:, h], first) for h in range(1, mask.shape[1])):
             return None
@@ -47,6 +51,20 @@ def separable_vectors(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] |
     for r0 in range(0, first.shape[1], rows):  # [B, rows, L] at a time: the outer product is never whole
         if not torch.equal(first[:, r0 : r0 + rows], queries[:, r0 : r0 + rows, None] & keys[:, None, :]):
             return None
+    return queries, keys
+
+
+def _checked_on_device(mask: torch.Tensor, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`separable_vectors` inside a traced graph, which must not branch on data: the vectors, with the check that
+    they make the mask an assertion on the device (Inductor fuses the comparison; nothing `[B, L, L]` is kept)."""
+    queries, keys = first.any(dim=-1), first.any(dim=-2)
+    outer = queries[:, None, :, None] & keys[:, None, None, :]
+    assert_async(
+        (mask == outer).all(),
+        "diffusers_usp: a sharded self-attention got a [B, 1 or H, L, L] mask over this rank's tokens that is not the "
+        "outer product of a query and a key validity vector (or differs between heads): it cannot follow its keys "
+        "through the all-to-all. Run this model with USPProcessor() alone (heads only, any mask) instead.",
+    )
     return queries, keys
 
 

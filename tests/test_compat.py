@@ -186,3 +186,15 @@ def test_vae_split_wrap_points_exist():
         assert callable(cls._decode) and callable(cls._encode)
     for conv in (torch.nn.Conv2d, torch.nn.Conv3d):
         assert list(inspect.signature(conv._conv_forward).parameters) == ["self", "input", "weight", "bias"]
+
+
+def test_assert_async_raises_on_a_false_tensor():
+    """`compat.assert_async` (`torch._assert_async`): the traced separability check of per-query masks."""
+    import pytest
+    import torch
+
+    from diffusers_usp.compat import assert_async
+
+    assert_async(torch.tensor(True), "fine")
+    with pytest.raises(RuntimeError, match="the message"):
+        assert_async(torch.tensor(False), "the message")

@@ -27,3 +27,22 @@ def test_mask_that_is_no_outer_product_is_refused_on_every_rank(pools):
     """Catches a per-query mask that is not separable being reduced to its key vector (a plausible wrong output)."""
     results = pools(2).run(cases.separable_core, 1, 12, 4, False, False, True)
     assert all(isinstance(out, str) and "outer product" in out for out, _, _ in results)
+
+
+def test_separable_vectors_trace_into_one_graph():
+    """Catches the separability check breaking `torch.compile(fullgraph=True)` (a host-side branch on the mask's
+    values), and a traced check that lets a mask that is no outer product through."""
+    import torch
+
+    from diffusers_usp.separable import separable_vectors
+
+    valid = torch.tensor([[True, True, False, True]])
+    mask = (valid[:, None, :, None] & valid[:, None, None, :]).expand(1, 2, 4, 4)
+    traced = torch.compile(separable_vectors, fullgraph=True, backend="eager")
+    queries, keys = traced(mask)
+    assert torch.equal(queries, valid) and torch.equal(keys, valid)
+    tangled = mask.clone()
+    tangled[0, :, 0, 2] = True
+    assert separable_vectors(tangled) is None
+    with pytest.raises(RuntimeError, match="not the outer product"):
+        traced(tangled)
