@@ -20,7 +20,8 @@ from diffusers_usp.groups import Group
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "diffusers_usp"
 # The core: collectives, head layouts, the attention entries and kernels, process groups and the compat layer itself.
 CORE = (
-    "comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "separable.py", "groups.py", "compat.py", "intercept.py"
+    "comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "separable.py", "groups.py", "compat.py",
+    "intercept.py",
 )  # fmt: skip
 
 
