@@ -16,6 +16,7 @@ RUNS = [
     ("hv15-image-to-video", 4, 2),
     ("lumina-next-diffusers-test", 3, 1),  # 3 query heads, 1 KV head, 64 patches over 3 ranks
     ("lumina-next-no-proportional-attention", 2, 1),
+    ("lumina-next-uneven-proportional-attention", 3, 1),
     ("mochi-diffusers-test", 3, 1),  # 128 video tokens over 3 ranks, batch 2
     ("mochi-diffusers-test", 2, 2),
 ]
@@ -33,7 +34,8 @@ def _reference(key: str) -> torch.Tensor:
 def test_masked_mode_parity(pools, key, world, ring):
     """Catches a mode of these classes that crashes or diverges under `parallelize`: an uneven split of a sequence
     whose mask is built per rank, image tokens made valid (image-to-video), GQA with heads that 3 does not divide,
-    the unscaled (non-proportional) path, or whole-mask prompts where every sample keeps all its text."""
+    the unscaled (non-proportional) path, a proportional scale from uneven chunks, or whole-mask prompts where every
+    sample keeps all its text."""
     want = _reference(key)
     outs = pools(world).run(masked_mode_run, key, ring)
     assert all(out.shape == want.shape for out in outs)

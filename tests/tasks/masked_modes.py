@@ -62,6 +62,10 @@ MODES = {
     "lumina-next-no-proportional-attention": _case(
         "LuminaNextDiT2DModel", lambda m, g: lumina_next_inputs(m, g, base=None)
     ),
+    # 64 patches over 3 ranks (22, 21, 21): each rank's base gives the whole sequence's scale from its own count
+    "lumina-next-uneven-proportional-attention": _case(
+        "LuminaNextDiT2DModel", lambda m, g: lumina_next_inputs(m, g, height=16, width=16)
+    ),
     "mochi-diffusers-test": _case("MochiTransformer3DModel", _mochi_diffusers_test, attention_head_dim=8),
 }
 
