@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .comm import all_gather_heads, head_split
 from .groups import Group
 from .layout import ShardedCall
 from .ring import DenseMask, ring_attention
+from .separable import separable_vectors, zero_invalid_rows
 from .token_mask import BlockCausalMask, block_causal_attention
 from .ulysses import Kernel, kv_for_queries, ulysses_attention, ulysses_in, ulysses_out
 
@@ -44,14 +47,23 @@ def sharded_attention(
         kernel (`Kernel`): the model's local attention on `[B, S, h, D]` tensors (the ring uses its own LSE kernels).
         call (`ShardedCall`): where the tokens lie.
         attn_mask (`torch.Tensor` or `BlockCausalMask`, *optional*): a key-padding mask (`[B, L]`, `[B, 1, L]` or
-            `[B, 1, 1, L]`, boolean or additive; with `kv_prefix`, over its `T` keys and then these, `T + L` long), a
-            dense mask over the whole sequence (`_is_dense`), or a `BlockCausalMask` (from per-token metadata,
-            `token_mask.py`). Any other mask is refused.
+            `[B, 1, 1, L]`, boolean or additive; with `kv_prefix`, over its `T` keys and then these, `T + L` long); a
+            dense mask over the whole sequence (`_is_dense`); a boolean `[B, 1 or H, L, L]` mask over this rank's tokens
+            that is separable into query and key validity vectors (`separable.py`); or a `BlockCausalMask` (from
+            per-token metadata, `token_mask.py`). Any other mask is refused.
         kv_prefix (`tuple[torch.Tensor, torch.Tensor]`, *optional*): replicated `[B, T, Hkv, D]` keys and values.
 
     Returns:
         `[B, L, H, D]`, rows in the order of `query`.
     """
+    if call.sharded_here is not None:
+        kept = query.shape[1] - call.sharded_here
+        if not 0 <= kept <= call.replicated:
+            raise ValueError(
+                f"{call.who}: {query.shape[1]} tokens reach this attention: not this rank's {call.sharded_here} "
+                f"sharded tokens followed by at most the {call.replicated} replicated ones."
+            )
+        call = replace(call, replicated=kept, sharded_here=None)
     if is_causal:
         raise NotImplementedError(
             f"{call.who}: causal attention over a sharded sequence is not supported: the all-to-all gathers tokens in "
@@ -93,6 +105,14 @@ def sharded_attention(
             query, key, value, call.ulysses, call.ring, scale=scale, replicated=call.replicated,
             replicated_front=call.replicated_front, seq_lens=call.seq_lens, dense=dense,
         )  # fmt: skip
+    if attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[-2] == query.shape[1] > 1:
+        vectors = separable_vectors(attn_mask)
+        if vectors is not None:  # the key vector follows its keys; fully masked query rows are 0, as in SDPA
+            out = sharded_attention(
+                query, key, value, kernel, call, attn_mask=vectors[1], scale=scale, dropout_p=dropout_p,
+                kv_prefix=kv_prefix,
+            )  # fmt: skip
+            return zero_invalid_rows(out, vectors[0])
     keys = key.shape[1] + (kv_prefix[0].shape[1] if kv_prefix is not None else 0)
     key_mask = None if attn_mask is None else _key_mask(attn_mask, query.shape[0], keys, call.who)
     layout = dict(
@@ -144,7 +164,9 @@ def _key_mask(mask: torch.Tensor, batch: int, keys: int, who: str) -> torch.Tens
         raise NotImplementedError(
             f"{who}: a sharded self-attention got a mask of shape {tuple(mask.shape)}. Only key-padding masks (the "
             f"same for every query and head: [B, {keys}], [B, 1, {keys}] or [B, 1, 1, {keys}]) can follow their keys "
-            "through the all-to-all. Run this model with USPProcessor() alone (heads only, any mask) instead."
+            "through the all-to-all, as can boolean per-query masks [B, 1 or H, L, L] over this rank's tokens that are "
+            "the outer product of a query and a key validity vector. Run this model with USPProcessor() alone (heads "
+            "only, any mask) instead."
         )
     return mask.expand(batch, keys)
 

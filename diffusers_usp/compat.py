@@ -34,6 +34,10 @@ sdpa_cudnn_lse = torch.ops.aten._scaled_dot_product_cudnn_attention
 sdpa_flash_lse = torch.ops.aten._scaled_dot_product_flash_attention
 sdpa_efficient_lse = torch.ops.aten._scaled_dot_product_efficient_attention
 
+# An assertion on a boolean tensor that does not synchronise with the host, and that Dynamo traces into a graph:
+# under torch.compile, a separable per-query mask is checked on the device (`separable.py`).
+assert_async = torch._assert_async
+
 # Turns off `__torch_function__` of tensor subclasses: `PendingTensor` must read and fill its own storage without
 # settling itself.
 no_subclass_dispatch = torch._C.DisableTorchFunctionSubclass

@@ -23,6 +23,8 @@ class ShardedCall:
             its other tokens if `replicated_front`, after them otherwise).
         seq_lens (`tuple[int, ...]`, *optional*): every rank's sharded token count, when they differ.
         who (`str`): the module, for error messages.
+        sharded_here (`int`, *optional*): this rank's sharded token count, when the call may keep any subset of
+            the `replicated` tokens (Mochi's valid text per sample): its replicated block is then the rest.
     """
 
     group: Group
@@ -33,6 +35,7 @@ class ShardedCall:
     text: int = 0
     seq_lens: tuple[int, ...] | None = None
     who: str = "attention"
+    sharded_here: int | None = None
 
     def positions(self, local: int) -> tuple[list[int], list[list[int]]]:
         """Where the tokens lie in the whole sequence, the order a single process's dense mask refers to: the

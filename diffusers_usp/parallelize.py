@@ -199,7 +199,7 @@ def remove_parallelism(pipe_or_transformer: T) -> T:
         registry.remove_hook(_HOOK, recurse=False)
         for module, original, usp in hook.processors:
             if module.processor is usp:  # a processor set since then by the user stays
-                module.set_processor(original)
+                _set_processor(module, original)
         remove_sequence_sharding(model, hook.plan)
         del model._usp_sequence
     return pipe_or_transformer
@@ -212,8 +212,11 @@ def _install_processors(
     return `(module, original processor, USPProcessor)` for each."""
     # Every module with a processor, found by walking the tree: not every transformer class has diffusers'
     # `AttentionMixin` (`attn_processors` / `set_attn_processor`).
-    modules = [(path, m) for path, m in transformer.named_modules() if hasattr(m, "set_processor")]
-    modules = [(path, m) for path, m in modules if hasattr(m, "processor")]
+    # `processor` without `set_processor` too (Mochi's `MochiAttention`): skipped, it would attend its own tokens only.
+    modules = [
+        (path, m) for path, m in transformer.named_modules()
+        if hasattr(m, "processor") and (hasattr(m, "set_processor") or callable(m.processor))
+    ]  # fmt: skip
     # A cross module beside a sharded one in the same block is a cross-attention inside the sharded blocks (Wan's,
     # PixArt's, the U-Net blocks' `attn2`): its queries are sharded. Called without its context, diffusers' processors
     # then self-attend those queries' tokens, which must go through the all-to-all. The cross modules of a text
@@ -237,7 +240,7 @@ def _install_processors(
             path=path,
         )
         usp = USPProcessor(inner, role=role)
-        module.set_processor(usp)
+        _set_processor(module, usp)
         installed.append((module, original, usp))
     return installed
 
@@ -264,3 +267,11 @@ class ParallelismHook(ModelHook):
                         "parallelize(), or call diffusers_usp.remove_parallelism() first and parallelize() again after."
                     )
         return args, kwargs
+
+
+def _set_processor(module: torch.nn.Module, processor) -> None:
+    """`module.set_processor(processor)`, or the attribute itself for attention classes without that method."""
+    if hasattr(module, "set_processor"):
+        module.set_processor(processor)
+    else:
+        module.processor = processor

@@ -46,6 +46,7 @@ class SequenceState:
     inputs: InputCheck | None = field(default=None, repr=False)
     replicated: int = 0
     text: int = 0
+    replicated_subset: bool = False
     lengths: set[int] = field(default_factory=set)
     chunks: tuple[int, ...] | None = None
 
@@ -62,6 +63,7 @@ class SequenceState:
 
     def reset(self) -> None:
         self.replicated = self.text = 0
+        self.replicated_subset = False
         self.lengths.clear()
         self.chunks = None
 
@@ -149,4 +151,10 @@ class SequenceState:
             replicated_front=self.replicated_front,
             seq_lens=self.seq_lens(joint, local),
             who=who,
+            sharded_here=self._sharded_here(who) if joint and self.replicated_subset else None,
         )
+
+    def _sharded_here(self, who: str) -> int:
+        """This rank's sharded tokens in a joint call whose replicated block is a subset (`ReplicatedSubset`)."""
+        _, start, stop = self.held(who)
+        return stop - start + self.text // self.group.size

@@ -44,9 +44,12 @@ class SplitHook(ModelHook):
         self.state = state
         self.root = root
         self.params: list[str] = []
+        self.var_keyword = False
 
     def initialize_hook(self, module):
-        self.params = list(inspect.signature(type(module).forward).parameters)[1:]
+        parameters = inspect.signature(type(module).forward).parameters
+        self.params = list(parameters)[1:]
+        self.var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         return module
 
     def pre_forward(self, module, *args, **kwargs):
@@ -71,10 +74,14 @@ class SplitHook(ModelHook):
                 continue
             if name in kwargs:
                 kwargs[name] = self._split(kwargs[name], spec, name)
-            else:
+            elif name in self.params:
                 index = self.params.index(name)
                 if index < len(args):
                     args[index] = self._split(args[index], spec, name)
+            elif not self.var_keyword:  # a `**kwargs` entry may be absent (LuminaNext's base length); a name not
+                raise ValueError(  # in the signature of a forward without one is a plan bug
+                    f"Sequence plan names input `{name}`, but {type(module).__name__}.forward has no such parameter."
+                )
         return tuple(args), kwargs
 
     def _rewrite(self, names: tuple[str, ...], spec, args: list, kwargs: dict) -> None:

@@ -20,8 +20,8 @@ from diffusers_usp.groups import Group
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "diffusers_usp"
 # The core: collectives, head layouts, the attention entries and kernels, process groups and the compat layer itself.
 CORE = (
-    "comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "token_mask.py", "linear_attention.py", "groups.py",
-    "compat.py", "intercept.py", "layout.py",
+    "comm.py", "ulysses.py", "ring.py", "lse.py", "attention.py", "token_mask.py", "linear_attention.py",
+    "separable.py", "groups.py", "compat.py", "intercept.py", "layout.py",
 )  # fmt: skip
 
 
@@ -201,3 +201,15 @@ def test_dispatch_mode_runs_a_module_on_meta():
     with MetaShapes():
         out = torch.nn.functional.group_norm(conv(torch.randn(1, 3, 9, 7)), 5) * torch.arange(4, device="cpu")[:1]
     assert out.is_meta and out.shape == (1, 5, 5, 4)
+
+
+def test_assert_async_raises_on_a_false_tensor():
+    """`compat.assert_async` (`torch._assert_async`): the traced separability check of per-query masks."""
+    import pytest
+    import torch
+
+    from diffusers_usp.compat import assert_async
+
+    assert_async(torch.tensor(True), "fine")
+    with pytest.raises(RuntimeError, match="the message"):
+        assert_async(torch.tensor(False), "the message")

@@ -45,12 +45,12 @@ def launched_2(tmp_path_factory) -> Path:
 def test_pipelines_under_accelerate_launch_equal_single_process(launched_2):
     """The user's path: `accelerate launch` on CPU, `PartialState`, `parallelize(pipe)`, several denoising steps through
     the real scheduler and VAE, for every tiny family (Flux, Flux ControlNet plain, union and multi, Wan, SD3, SD3
-    ControlNet, CogVideoX, Qwen-Image and its ControlNet, LTX, LTX-2, HunyuanVideo, Sana, Chroma) in one launch. Catches
-    anything the transformer-level tests miss: the pipeline's own per-step inputs (timesteps, ids, guidance, CogVideoX's
-    rotary table, the text masks of LTX, Qwen-Image and HunyuanVideo, Chroma's padding vector over text and image), CFG
-    batches, Qwen-Image's and Chroma's two forwards per step with different text lengths (one sharded, one replicated),
-    ControlNet residuals gathered and split again, a union ControlNet's mode token, a hook that breaks across repeated
-    calls, ranks that diverge."""
+    ControlNet, CogVideoX, Qwen-Image and its ControlNet, LTX, LTX-2, HunyuanVideo, HunyuanVideo 1.5, Sana, Chroma) in
+    one launch. Catches anything the transformer-level tests miss: the pipeline's own per-step inputs (timesteps, ids,
+    guidance, CogVideoX's rotary table, the text masks of LTX, Qwen-Image and HunyuanVideo, Chroma's padding vector over
+    text and image, HunyuanVideo 1.5's per-query mask), CFG batches, Qwen-Image's and Chroma's two forwards per step
+    with different text lengths (one sharded, one replicated), ControlNet residuals gathered and split again, a union
+    ControlNet's mode token, a hook that breaks across repeated calls, ranks that diverge."""
     for name in launched.FAMILIES:
         expected = launched.run(name, launched.build(name))
         got = np.load(launched_2 / f"{name}.npy")

@@ -11,7 +11,9 @@ from collections.abc import Callable
 import torch
 
 from .base import (
+    LogBaseOfLength,
     Replicated,
+    ReplicatedSubset,
     SequencePlan,
     SplitEach,
     SplitOrReplicate,
@@ -44,8 +46,10 @@ def plan_for(transformer: torch.nn.Module) -> SequencePlan | None:
 
 
 __all__ = [
+    "LogBaseOfLength",
     "PLANS",
     "Replicated",
+    "ReplicatedSubset",
     "SequencePlan",
     "SplitEach",
     "SplitOrReplicate",

@@ -7,6 +7,7 @@ joint tokens sit, and which attend from one sharded sequence to another (`two_se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -71,6 +72,20 @@ class Replicated(ContextParallelInput):
     def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
         state.replicated = x.shape[self.split_dim]
         return x
+
+
+@dataclass(frozen=True)
+class ReplicatedSubset(Replicated):
+    """`Replicated` joint text of which each attention call may keep any subset, the same on every rank.
+
+    For processors that drop padded text per sample: Mochi's keeps each sample's valid prompt tokens (from the
+    whole, replicated mask), so its joint sequence is `[this rank's tokens, that sample's valid text]`, of a length
+    that depends on the data. Each call's replicated block is then the tokens beyond this rank's sharded ones.
+    """
+
+    def split_tensor(self, x: torch.Tensor, state: SequenceState, name: str) -> torch.Tensor:
+        state.replicated_subset = True
+        return super().split_tensor(x, state, name)
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,24 @@ class TokenCount:
             return value
         _, start, stop = state.held(name)
         return min(max(value - start, 0), stop - start)  # the counted tokens among this rank's
+
+
+@dataclass(frozen=True)
+class LogBaseOfLength:
+    """A number `base` that an attention module uses as `math.log(its query count, base)`, with the count taken from
+    its own (sharded) tokens: LuminaNext's proportional attention scales by `sqrt(log(S, base_sequence_length))`.
+
+    Each rank is passed `base ** (ln n / ln S)` instead, for its `n` of the `S` tokens of the sequence split before it,
+    so `log(n, that) = log(S, base)`: the single process's scale, up to float64 rounding (about 1e-16 relative).
+    """
+
+    def split(self, value, state: SequenceState, name: str):
+        if not isinstance(value, (int, float)):
+            return value
+        total, start, stop = state.held(name)
+        if stop - start < 2:
+            raise ValueError(f"`{name}`: this rank holds {stop - start} of the {total} tokens; it needs 2 or more.")
+        return float(value) ** (math.log(stop - start) / math.log(total))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ and some image rows are exact. The whole joint length (prompt tokens + image pat
 The refiners run before the split, on whole sequences every rank holds: `context_refiner` (text with its padding
 mask) and `noise_refiner` (image) attend locally, with no collective. They are 2 layers of 28.
 
-LuminaNextDiT2DModel has no plan: see `tests/zoo/`.
+LuminaNextDiT2DModel: `lumina_next.py`.
 """
 
 from ..compat import ContextParallelInput, ContextParallelOutput

@@ -49,6 +49,14 @@ from .hunyuan_video import (
     tiny_hunyuan_video_prompt_embeds,
     tiny_hunyuan_video_transformer,
 )
+from .hunyuan_video15 import (
+    HUNYUAN_VIDEO15_LATENT_CHANNELS,
+    HUNYUAN_VIDEO15_TEXT_2_DIM,
+    HUNYUAN_VIDEO15_TEXT_DIM,
+    tiny_hunyuan_video15_pipeline,
+    tiny_hunyuan_video15_prompt_embeds,
+    tiny_hunyuan_video15_transformer,
+)
 from .ltx import LTX_LATENT_CHANNELS, LTX_TEXT_DIM, tiny_ltx_pipeline, tiny_ltx_prompt_embeds, tiny_ltx_transformer
 from .ltx2 import (
     LTX2_LATENT_CHANNELS,
@@ -140,6 +148,9 @@ __all__ = [  # grouped by family
     "tiny_chroma_pipeline",
     "tiny_chroma_prompt_embeds",
     "chroma_prompt_mask",
+    "tiny_hunyuan_video15_transformer",
+    "tiny_hunyuan_video15_pipeline",
+    "tiny_hunyuan_video15_prompt_embeds",
     "FLUX_TEXT_DIM",
     "FLUX_POOLED_DIM",
     "FLUX_LATENT_CHANNELS",
@@ -166,4 +177,7 @@ __all__ = [  # grouped by family
     "HUNYUAN_VIDEO_LATENT_CHANNELS",
     "CHROMA_TEXT_DIM",
     "CHROMA_LATENT_CHANNELS",
+    "HUNYUAN_VIDEO15_TEXT_DIM",
+    "HUNYUAN_VIDEO15_TEXT_2_DIM",
+    "HUNYUAN_VIDEO15_LATENT_CHANNELS",
 ]

@@ -82,6 +82,10 @@ FAMILIES: dict[str, tuple[Callable[[], DiffusionPipeline], Callable[[], dict], d
     # Chroma's padding vector over [text, image], which every block expands to a dense per-query mask
     "chroma": (tiny.tiny_chroma_pipeline, tiny.tiny_chroma_prompt_embeds,
                dict(height=48, width=48, guidance_scale=4.0)),
+    # 2x4x6 = 48 latent pixels; the text is 729 image tokens (masked: text-to-video), 4 ByT5 and 8 prompt tokens, 3
+    # of them padded: a per-query padding mask in every joint attention, for the prompt's and the negative's forward
+    "hunyuan_video15": (tiny.tiny_hunyuan_video15_pipeline, tiny.tiny_hunyuan_video15_prompt_embeds,
+                        dict(height=32, width=48, num_frames=5)),
 }  # fmt: skip
 
 
@@ -100,7 +104,19 @@ def run(name: str, pipe: DiffusionPipeline) -> np.ndarray:
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 # (example, its options): every example's default, the Wan example's CFG-parallel and ring flags, and the Flux.2
 # example's weight sharding
-_PLAIN = ("flux", "wan", "sd3", "cogvideox", "qwenimage", "ltx", "ltx2", "hunyuan_video", "sana", "chroma")
+_PLAIN = (
+    "flux",
+    "wan",
+    "sd3",
+    "cogvideox",
+    "qwenimage",
+    "ltx",
+    "ltx2",
+    "hunyuan_video",
+    "hunyuan_video15",
+    "sana",
+    "chroma",
+)
 EXAMPLES = [(name, ()) for name in _PLAIN] + [
     ("wan", ("--cfg-parallel",)),
     ("wan", ("--ring-degree", "2")),

@@ -86,7 +86,4 @@ CASES = {
         inputs=_framepack_inputs,
     ),
 }
-UNSUPPORTED = {
-    "HunyuanVideo15Transformer3DModel": "the processor builds a per-query `[B, 1, N, N]` padding mask (padded queries "
-    "masked too), not a key-padding mask: needs masked USP",
-}
+UNSUPPORTED = {}

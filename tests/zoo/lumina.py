@@ -1,4 +1,4 @@
-"""Lumina coverage cases, and why LuminaNextDiT2DModel has none."""
+"""Lumina-Image 2.0 coverage case (LuminaNext: `lumina_next.py`)."""
 
 import torch
 
@@ -38,8 +38,4 @@ CASES = {
         inputs=_lumina2_inputs,
     ),
 }
-UNSUPPORTED = {
-    "LuminaNextDiT2DModel": "its self-attention always passes the kernel a mask expanded to [B, H, S, S] (not a "
-    "key-padding mask the all-to-all can carry), and its proportional attention (the pipeline's default) scales by "
-    "the local query count",
-}
+UNSUPPORTED = {}

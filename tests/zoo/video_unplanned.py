@@ -4,8 +4,6 @@ from .base import Case
 
 CASES: dict[str, Case] = {}
 UNSUPPORTED = {
-    "MochiTransformer3DModel": "the processor keeps only each sample's unpadded text tokens (from "
-    "`encoder_attention_mask`), so the joint sequence length is data-dependent and differs from the text split",
     "MotifVideoTransformer3DModel": "image-to-video joins the SigLIP image tokens to the text in the forward, and "
     "decoder layers reuse the video as the joint text: two joint parts whose split-or-replicate choices one plan "
     "cannot keep consistent (text-to-video alone would be exact)",
