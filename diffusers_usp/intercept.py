@@ -18,6 +18,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable
+from enum import Enum
 
 import torch.nn.functional as F
 
@@ -102,3 +103,32 @@ def with_signature_of(base: type, inner_cls: type) -> type:
 
     __call__.__signature__ = inspect.signature(inner_cls.__call__)
     return type(base.__name__, (base,), {"__call__": __call__, "__module__": base.__module__})
+
+
+# Per processor class: what its kernel calls mean beyond the first, and when it may skip its kernel by design.
+
+
+class IPAdapterCall(Enum):
+    """What an IP-Adapter processor's kernel calls after its first attend. Their image-prompt tokens come from the
+    image encoder, not from the split sequence, so every rank holds them whole."""
+
+    CROSS = "keys and values are the image-prompt tokens alone: cross-attention, no collective"
+    KV_SUFFIX = (
+        "keys and values are the queries' own tokens, then the image-prompt tokens: sharded self-attention with the "
+        "image-prompt tokens as a replicated K/V block (no mask, so their place among the keys is immaterial)"
+    )
+
+
+# Decided by class and call order, never by token counts: a Flux rank's 4 image tokens at P=4 may meet 4 image-prompt
+# tokens.
+IP_ADAPTER_LATER_CALLS = {
+    "diffusers.models.transformers.transformer_flux.FluxIPAdapterAttnProcessor": IPAdapterCall.CROSS,
+    "diffusers.models.attention_processor.SD3IPAdapterJointAttnProcessor2_0": IPAdapterCall.KV_SUFFIX,
+}
+
+# Processors that legitimately return without attending when one of their arguments says so, by class: the argument's
+# name. LTX-2's spatio-temporal guidance pass (`all_perturbed`) returns the value projection, per token, exact on any
+# rank's tokens.
+KERNEL_SKIPPED_WHEN = {
+    "diffusers.models.transformers.transformer_ltx2.LTX2PerturbedAttnProcessor": "all_perturbed",
+}

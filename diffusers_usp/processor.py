@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from enum import Enum
 from typing import Any
 
 import torch
@@ -26,36 +25,19 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn
 from .attention import cross_attention, head_parallel_attention, sharded_attention
 from .compat import default_processor_class, forwarded_attention_backend
 from .groups import Group, resolve_group
-from .intercept import context_index, functional_with_sdpa, qualname, rebind, with_signature_of
+from .intercept import (
+    IP_ADAPTER_LATER_CALLS,
+    KERNEL_SKIPPED_WHEN,
+    IPAdapterCall,
+    context_index,
+    functional_with_sdpa,
+    qualname,
+    rebind,
+    with_signature_of,
+)  # fmt: skip
 from .linear_attention import LINEAR_PROCESSORS, all_reduce_token_sum
 from .role import AttentionRole
 from .two_sequences import attend_two
-
-
-class IPAdapterCall(Enum):
-    """What an IP-Adapter processor's kernel calls after its first attend. Their image-prompt tokens come from the
-    image encoder, not from the split sequence, so every rank holds them whole."""
-
-    CROSS = "keys and values are the image-prompt tokens alone: cross-attention, no collective"
-    KV_SUFFIX = (
-        "keys and values are the queries' own tokens, then the image-prompt tokens: sharded self-attention with the "
-        "image-prompt tokens as a replicated K/V block (no mask, so their place among the keys is immaterial)"
-    )
-
-
-# Decided by class and call order, never by token counts: a Flux rank's 4 image tokens at P=4 may meet 4 image-prompt
-# tokens.
-IP_ADAPTER_LATER_CALLS = {
-    "diffusers.models.transformers.transformer_flux.FluxIPAdapterAttnProcessor": IPAdapterCall.CROSS,
-    "diffusers.models.attention_processor.SD3IPAdapterJointAttnProcessor2_0": IPAdapterCall.KV_SUFFIX,
-}
-
-# Processors that legitimately return without attending when one of their arguments says so, by class: the argument's
-# name. LTX-2's spatio-temporal guidance pass (`all_perturbed`) returns the value projection, per token, exact on any
-# rank's tokens.
-KERNEL_SKIPPED_WHEN = {
-    "diffusers.models.transformers.transformer_ltx2.LTX2PerturbedAttnProcessor": "all_perturbed",
-}
 
 
 class USPProcessor:
