@@ -17,14 +17,23 @@ _spec.loader.exec_module(bench)
 
 def test_tiny_generation_stages(tmp_path):
     """Catches a stage that is not timed (the decode timer not reached by the pipeline), a mode that does not run,
-    and a results file that is not written."""
+    a step override that is not applied or that overwrites the default run's record, and a results file that is not
+    written."""
     out = tmp_path / "p.json"
     bench.main(["--tiny", "--workloads", "tiny-flux", "--repeat", "0", "--out", str(out)])
+    bench.main(
+        ["--tiny", "--workloads", "tiny-flux", "--repeat", "0", "--steps", "1", "--modes", "usp", "--out", str(out)]
+    )
     records = json.loads(out.read_text())["records"]
-    assert {(r["mode"], r["vae_split"]) for r in records} == {("stock", False), ("usp", True)}
+    # `--steps` overrides the workload's and is part of a record's key: the 1-step run is merged beside the 2-step ones
+    assert {(r["mode"], r["vae_split"], r["steps"]) for r in records} == {
+        ("stock", False, 2),
+        ("usp", True, 2),
+        ("usp", True, 1),
+    }
     for r in records:
         assert all(r["stages"][s]["s"] > 0 for s in ("prompt", "denoise", "vae_decode", "total"))
-    assert "| tiny-flux | usp | 1 | True |" in out.with_suffix(".md").read_text()
+    assert "| tiny-flux | 2 | usp | 1 | True | False |" in out.with_suffix(".md").read_text()
 
 
 # billions of parameters: (transformer, text encoders together)
