@@ -79,8 +79,9 @@ def test_parallelize_again_reuses_its_process_groups(pools, cfg, ring):
         assert other_timeout_apart
 
 
-def test_no_memory_growth_over_1000_forwards(pools):
+def test_no_memory_growth_over_500_forwards(pools):
     """Catches state that accumulates per call: cached buffers keyed by call, hook state lists, rebound functions
-    made per call. Uneven tokens and heads exercise every buffer path."""
-    for growth in pools(2).run(cases.memory_growth, 1000):
-        assert growth < 8.0, f"{growth:.1f} MB"  # allocator and interpreter noise stays in single MB
+    made per call. Uneven tokens and heads exercise every buffer path. The bound is 8 KB a call, as 1000 calls under
+    8 MB; a fresh pool's noise after the warm-up is about 2 MB, later ones' under 0.1 MB."""
+    for growth in pools(2).run(cases.memory_growth, 500):
+        assert growth < 4.0, f"{growth:.1f} MB"

@@ -15,8 +15,9 @@ from tasks import core as cases
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 RESULTS: dict[tuple[str, int], tuple[float, dict[str, int]]] = {}
 PARAMS = [(name, world) for name in sorted(zoo.CASES) for world in zoo.CASES[name].worlds]
-# (world, ring degree): a ring of 2 or 3 single ranks, of two Ulysses pairs, and of 4 single ranks.
-RINGS = [(2, 2), (3, 3), (4, 2), (4, 4)]
+# (world, ring degree): a ring of 2 or 3 single ranks, and of two Ulysses pairs. (A ring of 4 single ranks adds no path
+# per model that these miss: `tests/test_ring.py` runs the ring core at R = 4.)
+RINGS = [(2, 2), (3, 3), (4, 2)]
 RING_RESULTS: dict[tuple[str, int, int], float] = {}
 RING_PARAMS = [(name, w, r) for name in sorted(zoo.CASES) for w, r in RINGS if w in zoo.CASES[name].worlds]
 
