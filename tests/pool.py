@@ -49,12 +49,17 @@ def _serve(rank: int, world: int, port: int, inbox, outbox) -> None:
 
 
 class RankPool:
-    """`world` spawned processes joined in one gloo process group."""
+    """`world` processes, forked from a server that preloaded torch and diffusers, joined in one gloo process group."""
 
     def __init__(self, world: int, timeout: float = 400.0):
         self.world = world
         self.timeout = timeout
-        ctx = mp.get_context("spawn")
+        # Ranks fork from one server process that imported torch and diffusers once for the whole session: a spawned
+        # rank would import them again (4 to 5 s of CPU each, 9 ranks and their restarts per session). The server
+        # inherits this environment when it starts, so Inductor reads the compile-thread setting there too.
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "diffusers", "diffusers_usp"])
         port = _free_port()
         self.inboxes = [ctx.Queue() for _ in range(world)]
         self.outbox = ctx.Queue()
