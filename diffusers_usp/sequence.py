@@ -33,7 +33,7 @@ class SequenceState:
     Reset at every forward, from the shapes the split hooks see (the same on every rank, so no sizes are exchanged):
     `replicated`, the joint tokens every rank holds whole (text whose count P does not divide); `text`, the joint
     tokens that were split instead; `lengths`, the lengths of the sequences that were split; `chunks`, every rank's
-    token count when the sequence was split in whole rows or frames of its grid (`grid.py`) rather than as
+    token count when the sequence was split in whole rows or frames of its grid (`plans/grid_specs.py`) rather than as
     `torch.tensor_split` splits it.
     """
 
@@ -89,7 +89,7 @@ class SequenceState:
     def sizes(self, local: int) -> tuple[int, ...] | None:
         """Every rank's token count of the split sequence of which this rank holds `local` tokens; `None` when all
         ranks hold the same count. With a single split sequence, its sizes whatever `local` is (the callers check)."""
-        if self.chunks is not None:  # one sequence split in whole rows or frames of a token grid (grid.py)
+        if self.chunks is not None:  # one sequence split in whole rows or frames of a token grid (plans/grid_specs.py)
             return self.chunks if len(set(self.chunks)) > 1 else None
         tokens = self.uneven
         if tokens is None:
@@ -128,7 +128,7 @@ class SequenceState:
     def seq_lens(self, joint: bool, local: int | None = None) -> tuple[int, ...] | None:
         """Every rank's count of sharded tokens in one attention call; `None` when all ranks hold the same count.
         `local`: the call's query tokens on this rank (finds the sequence when several were split)."""
-        if self.chunks is not None:  # split in whole rows or frames of a token grid (grid.py)
+        if self.chunks is not None:  # split in whole rows or frames of a token grid (plans/grid_specs.py)
             text = self.text // self.group.size if joint else 0
             return tuple(n + text for n in self.chunks) if len(set(self.chunks)) > 1 else None
         if self.uneven is None:

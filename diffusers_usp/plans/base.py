@@ -228,8 +228,8 @@ class SequencePlan:
             Whether joint text tokens precede the sharded tokens in the attention sequence (Flux) or follow them.
         halo_convs (`tuple[str, ...]`):
             Glob patterns of conv modules over the token grid whose input's dim -2 is the axis the tokens are split
-            along, in whole rows or frames (`grid.py`): each exchanges a halo of rows with its neighbour ranks before
-            it runs (Sana's depthwise conv, Sana-Video's temporal conv).
+            along, in whole rows or frames (`grid_specs.py`): each exchanges a halo of rows with its neighbour ranks
+            before it runs (Sana's depthwise conv, Sana-Video's temporal conv).
         two_sequences (`tuple[str, ...]`):
             Glob patterns of attention module paths whose queries come from one sharded sequence and whose keys and
             values come from another, of another length (LTX-2's audio-to-video and video-to-audio attention). Both

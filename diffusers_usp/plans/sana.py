@@ -5,9 +5,10 @@ the token grid.
   the key-value sums per call and no all-to-all. With `ring_degree > 1` the sums are reduced over the whole sequence
   group, which is exact: a ring layout changes nothing for these models.
 - Cross-attention (`attn2`) is SDPA to the whole text on every rank: no collective, its padding mask as it is.
-- The tokens are split in whole rows of the image, or whole frames of the video (`grid.py`): the latent input fixes
-  the split (`GridInput`), the first block splits the tokens, every block is passed its own rows' (frames') count in
-  place of `height` (`frames`), and the gather sits on `proj_out`, before the forward unpatchifies the whole grid.
+- The tokens are split in whole rows of the image, or whole frames of the video (`grid_specs.py`): the latent input
+  fixes the split (`GridInput`), the first block splits the tokens, every block is passed its own rows' (frames')
+  count in place of `height` (`frames`), and the gather sits on `proj_out`, before the forward unpatchifies the whole
+  grid.
   - Sana's Mix-FFN (`GLUMBConv`) runs a 3x3 depthwise conv over each image's rows: `conv_depth` exchanges one row
     with each neighbour rank.
   - Sana-Video's `GLUMBTempConv` runs the same conv per frame, on whole frames here, then a kernel-3 conv across
@@ -24,8 +25,8 @@ from __future__ import annotations
 import torch
 
 from ..compat import ContextParallelOutput
-from ..grid import GridCount, GridInput, GridTokens, GridTokensEach
 from .base import SequencePlan
+from .grid_specs import GridCount, GridInput, GridTokens, GridTokensEach
 
 _TOKENS = GridTokens(split_dim=1, expected_dims=3)
 _ROPE = GridTokens(split_dim=1, expected_dims=4)  # `[1, S, 1, D]`, cos and sin
