@@ -10,7 +10,7 @@ the pipeline's length (no tokenizer), and the pipeline gets the embeddings. Mode
     accelerate launch --num_processes 2 benchmarks/pipeline.py --modes usp --vae-split   # and --no-vae-split
     python benchmarks/pipeline.py --tiny    # CPU smoke run of every stage (tiny models)
 
-Writes `--out` (JSON, records merged by workload, mode, world and VAE split) and the same name with `.md`.
+Writes `--out` (JSON; records merged by workload, steps, tiling, mode, world, VAE split, device) and its `.md`.
 """
 
 from __future__ import annotations
@@ -227,11 +227,11 @@ def markdown(records: list[dict]) -> str:
     for r in records:
         s = r["stages"]
         peak = max((v["peak_gib"] or 0) for v in s.values())
-        steps, tiling = r.get("steps", ""), r.get("vae_tiling", False)
-        rows.append(f"| {r['workload']} | {steps} | {r['mode']} | {r['world']} | {r['vae_split']} | {tiling} | "
-                    f"{s['prompt']['s']:.2f} s | "
-                    f"{s['denoise']['s']:.2f} s | {s['vae_decode']['s']:.2f} s | {s['total']['s']:.2f} s | "
-                    f"{s['vae_decode']['s'] / s['total']['s']:.1%} | {peak:.1f} | {r['device']} |")  # fmt: skip
+        rows.append(f"| {r['workload']} | {r.get('steps', '')} | {r['mode']} | {r['world']} | {r['vae_split']} | "
+                    f"{r.get('vae_tiling', False)} | "
+                    f"{s['prompt']['s']:.2f} s | {s['denoise']['s']:.2f} s | {s['vae_decode']['s']:.2f} s | "
+                    f"{s['total']['s']:.2f} s | {s['vae_decode']['s'] / s['total']['s']:.1%} | {peak:.1f} | "
+                    f"{r['device']} |")  # fmt: skip
     return "\n".join(rows) + "\n"
 
 
@@ -256,8 +256,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if mode == "stock" and state.num_processes > 1:
                 continue  # stock diffusers runs on one process
             w = WORKLOADS[name]
-            if args.steps is not None:
-                w = replace(w, call={**w.call, "num_inference_steps": args.steps})
+            w = w if args.steps is None else replace(w, call={**w.call, "num_inference_steps": args.steps})
             pipe, encode = build(w, device, dtype)
             if args.vae_tiling:
                 pipe.vae.enable_tiling()
