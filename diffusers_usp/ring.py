@@ -51,7 +51,7 @@ class DenseMask:
         """The float32 additive bias of these rows and columns, `[B, 1 or h, len(rows), len(cols)]`."""
         mask = self.heads(h0, h1)
         block = mask[:, :, rows[:, None], cols[None, :]] if mask.shape[-2] > 1 else mask[..., cols]
-        return _bias(block, block.dtype == torch.bool)
+        return key_bias(block, block.dtype == torch.bool)
 
     def attend(self, q, k, v, rows, cols, heads, scale) -> tuple[torch.Tensor, torch.Tensor]:
         """`attention_lse` of queries at `rows` and one key block at `cols` under this mask (the ring's one call for
@@ -59,7 +59,7 @@ class DenseMask:
         return attention_lse(q, k, v, self.bias(*heads, rows, cols), scale)
 
 
-def _kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The buffer that travels the ring: `[B, S_BLOCK, 2 * hkv (+1), D]`, K heads, V heads, and the key mask in the
     first element of one extra slot (one send per shift instead of two or three)."""
     B, S_BLOCK, hkv, D = k.shape
@@ -71,7 +71,7 @@ def _kv_block(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> to
     return block
 
 
-def _shift(block: torch.Tensor, recv_rows: int, ring: Group) -> tuple[torch.Tensor, list]:
+def shift_block(block: torch.Tensor, recv_rows: int, ring: Group) -> tuple[torch.Tensor, list]:
     """Post the ring shift: send `block` to the next ring rank, receive the previous rank's `[B, recv_rows, ...]`.
 
     Returns the receive buffer and the works to wait on. The block sizes of both neighbours are known from
@@ -97,7 +97,7 @@ def _shift(block: torch.Tensor, recv_rows: int, ring: Group) -> tuple[torch.Tens
     return recv, dist.batch_isend_irecv(ops)
 
 
-def _bias(mask: torch.Tensor, boolean: bool) -> torch.Tensor:
+def key_bias(mask: torch.Tensor, boolean: bool) -> torch.Tensor:
     """A key mask (bool, or its 1.0/0.0 encoding in a packed slot, or additive) as an additive float32 bias."""
     if boolean:
         keep = mask if mask.dtype == torch.bool else mask > 0.5
@@ -177,20 +177,20 @@ def ring_attention(
         h0, h1 = split.q[u]
         rows = dense.order(range(ring.rank * U, (ring.rank + 1) * U), query.device)
         block_cols = lambda j: dense.order(range(j * U, (j + 1) * U), query.device)[len(dense.replicated) :]  # noqa: E731
-    block = _kv_block(ex.k, ex.v, ex.mask)
+    block = kv_block(ex.k, ex.v, ex.mask)
 
     # 2-3. The ring: attend the block held, with the next one already in flight; merge by log-sum-exp.
     out = lse = None
     for step in range(R):
         source = (ring.rank - step) % R  # the ring rank whose block this is
         if step + 1 < R:
-            incoming, works = _shift(block, block_lens[(source - 1) % R], ring)
+            incoming, works = shift_block(block, block_lens[(source - 1) % R], ring)
         k_b, v_b = block[:, :, :hkv], block[:, :, hkv : 2 * hkv]
-        bias = _bias(block[:, :, -1, 0], boolean) if key_mask is not None else None
+        bias = key_bias(block[:, :, -1, 0], boolean) if key_mask is not None else None
         if step == 0 and ex.k_extra is not None:
             k_b, v_b = torch.cat([ex.k_extra, k_b], dim=1), torch.cat([ex.v_extra, v_b], dim=1)
             if bias is not None:
-                bias = torch.cat([_bias(ex.mask_extra, boolean), bias], dim=1)
+                bias = torch.cat([key_bias(ex.mask_extra, boolean), bias], dim=1)
         if dense is not None:  # the columns of this block's keys (and of the replicated ones, attended at step 0)
             cols = block_cols(source)
             if step == 0 and ex.k_extra is not None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .lse import attention_lse
-from .ring import _bias, ring_attention
+from .ring import key_bias, ring_attention
 from .ulysses import Kernel, kv_for_queries, ulysses_in, ulysses_out
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class PlacedMask:
                 outs.append(q.new_zeros(B, h, r1 - r0, D, dtype=torch.float32))
                 lses.append(q.new_full((B, h, r1 - r0), float("-inf"), dtype=torch.float32))
                 continue
-            bias = None if mask is None else _bias(mask, True)
+            bias = None if mask is None else key_bias(mask, True)
             out, lse = attention_lse(q[:, r0:r1], k[:, :n], v[:, :n], bias, scale)
             outs.append(out.float())
             lses.append(lse)

@@ -16,7 +16,7 @@ chunks are sized without any exchange of sizes.
 
 With a ring of Ulysses groups, each group holds one ring block of both sequences (ring-major, as the split gives it),
 the exchange above runs inside the group, and the other sequence's key/value blocks travel the ring group point to
-point (`ring._shift`), merged by log-sum-exp. The query block never moves.
+point (`ring.shift_block`), merged by log-sum-exp. The query block never moves.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch.distributed as dist
 from .comm import HeadSplit, copy_, exchange_out, head_split, pack_out, unpack_heads
 from .groups import Group
 from .lse import attention_lse, merge_lse
-from .ring import _kv_block, _shift
+from .ring import kv_block, shift_block
 from .ulysses import Kernel, kv_for_queries
 
 if TYPE_CHECKING:
@@ -138,12 +138,12 @@ def _ring(q, k, v, split: HeadSplit, u: int, ring: Group, kv_lens, U: int, scale
     scale = D**-0.5 if scale is None else scale
     block_lens = tuple(sum(kv_lens[j * U : (j + 1) * U]) for j in range(R))
     hkv = k.shape[2]
-    block = _kv_block(k, v, None)
+    block = kv_block(k, v, None)
     out = lse = None
     for step in range(R):
         source = (ring.rank - step) % R  # the ring rank whose key/value block this is
         if step + 1 < R:
-            incoming, works = _shift(block, block_lens[(source - 1) % R], ring)
+            incoming, works = shift_block(block, block_lens[(source - 1) % R], ring)
         k_b = kv_for_queries(block[:, :, :hkv], split, u, every_head=True)
         v_b = kv_for_queries(block[:, :, hkv : 2 * hkv], split, u, every_head=True)
         block_out, block_lse = attention_lse(q, k_b, v_b, None, scale)
