@@ -106,6 +106,7 @@ class USPProcessor:
         self._self_attends = False
         self._context_at = context_index(type(processor)) if role.sharded_queries else None
         self._later = IP_ADAPTER_LATER_CALLS.get(qualname(type(processor))) if role.mode == "sharded" else None
+        self._skip_when = KERNEL_SKIPPED_WHEN.get(qualname(type(processor)))  # looked up once, not per call
         self._warned = False
         self._rebound: dict[type, Any] = {}
         self._functional = functional_with_sdpa(self._sdpa)
@@ -133,7 +134,7 @@ class USPProcessor:
             at = self._context_at
             self._self_attends = (args[at] if at < len(args) else kwargs.get("encoder_hidden_states")) is None
         out = fn(inner, attn, *args, **kwargs)
-        skip = KERNEL_SKIPPED_WHEN.get(qualname(type(inner)))
+        skip = self._skip_when
         if not self._kernel_calls and not (skip is not None and kwargs.get(skip)):
             raise RuntimeError(
                 f"{self.role}: the attention module returned without calling its attention kernel through "
